@@ -1,0 +1,193 @@
+"""Consuming events from the topic exchange into a handler.
+
+Each message is parsed into its event model and handed to an async handler inside
+``message.process()``: it is acknowledged only after the handler returned. What cannot
+be handled is never dropped silently:
+
+- bytes that are not a valid event are logged once and dead-lettered (the dead-letter
+  queue ``<exchange>.dead`` keeps them for an operator);
+- a handler that raises is logged once (an error line, the traceback at debug level);
+  the message is requeued once, and dead-lettered if it fails again.
+
+The trace context that the publisher put in the headers becomes the parent of the
+consume span, so one trace runs from the producing request to the consuming service.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+from opentelemetry import context, propagate, trace
+
+from checkin_events.models import ContractError, GuestEvent, parse_event
+from checkin_events.routing import DEFAULT_EXCHANGE, declare_exchange
+
+logger = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+
+EventHandler = Callable[[GuestEvent], Awaitable[None]]
+
+
+def dead_letter_name(exchange_name: str) -> str:
+    """The exchange and queue that keep messages no consumer could handle."""
+    return f"{exchange_name}.dead"
+
+
+async def declare_dead_letters(channel: AbstractChannel, exchange_name: str) -> None:
+    """Declare the dead-letter exchange and its durable queue (idempotent)."""
+    name = dead_letter_name(exchange_name)
+    exchange = await channel.declare_exchange(
+        name, aio_pika.ExchangeType.FANOUT, durable=True
+    )
+    queue = await channel.declare_queue(name, durable=True)
+    await queue.bind(exchange)
+
+
+def _headers_as_text(message: AbstractIncomingMessage) -> dict[str, str]:
+    return {
+        key: value.decode() if isinstance(value, bytes) else str(value)
+        for key, value in (message.headers or {}).items()
+    }
+
+
+class EventConsumer:
+    """Binds a queue to the exchange and feeds each event to a handler.
+
+    ``queue_name=None`` declares an exclusive, auto-deleted queue that lives as long as
+    this consumer's connection: right for a consumer whose state is in memory anyway.
+    A named queue is durable and survives the consumer.
+    """
+
+    def __init__(
+        self,
+        amqp_url: str,
+        handler: EventHandler,
+        binding_keys: list[str],
+        exchange_name: str = DEFAULT_EXCHANGE,
+        queue_name: str | None = None,
+        prefetch: int = 256,
+    ) -> None:
+        self._amqp_url = amqp_url
+        self._handler = handler
+        self._binding_keys = binding_keys
+        self._exchange_name = exchange_name
+        self._queue_name = queue_name
+        self._prefetch = prefetch
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._consumer_tag: str | None = None
+
+    async def start(self) -> None:
+        """Connect, declare the topology, bind the queue and start consuming."""
+        self._connection = await aio_pika.connect_robust(self._amqp_url)
+        self._connection.reconnect_callbacks.add(self._on_reconnect)
+        self._connection.close_callbacks.add(self._on_close)
+        self._channel = await self._connection.channel()
+        await self._channel.set_qos(prefetch_count=self._prefetch)
+        exchange = await declare_exchange(self._channel, self._exchange_name)
+        await declare_dead_letters(self._channel, self._exchange_name)
+        arguments: dict[str, Any] = {
+            "x-dead-letter-exchange": dead_letter_name(self._exchange_name)
+        }
+        if self._queue_name is None:
+            self._queue = await self._channel.declare_queue(
+                exclusive=True, auto_delete=True, arguments=arguments
+            )
+        else:
+            self._queue = await self._channel.declare_queue(
+                self._queue_name, durable=True, arguments=arguments
+            )
+        for key in self._binding_keys:
+            await self._queue.bind(exchange, routing_key=key)
+        self._consumer_tag = await self._queue.consume(self._on_message)
+        logger.info(
+            "consumer started exchange=%s queue=%s bindings=%s",
+            self._exchange_name,
+            self._queue.name,
+            ",".join(self._binding_keys),
+        )
+
+    @property
+    def is_ready(self) -> bool:
+        """True while the connection and channel are open and consuming."""
+        return (
+            self._connection is not None
+            and not self._connection.is_closed
+            and self._channel is not None
+            and not self._channel.is_closed
+            and self._consumer_tag is not None
+        )
+
+    def _on_reconnect(self, *_: object) -> None:
+        logger.info("consumer reconnected exchange=%s", self._exchange_name)
+
+    def _on_close(self, *_: object) -> None:
+        logger.warning("consumer connection lost exchange=%s", self._exchange_name)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        parent = propagate.extract(_headers_as_text(message))
+        token = context.attach(parent)
+        try:
+            await self._process(message)
+        finally:
+            context.detach(token)
+
+    async def _process(self, message: AbstractIncomingMessage) -> None:
+        try:
+            event = parse_event(message.body)
+        except ContractError as exc:
+            logger.error(
+                "event rejected message_id=%s reason=%s", message.message_id, exc
+            )
+            await message.reject(requeue=False)
+            return
+
+        with tracer.start_as_current_span(
+            "events.consume",
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "rabbitmq",
+                "messaging.message.id": str(event.event_id),
+                "checkin.org_id": event.org_id,
+                "checkin.seq": event.seq,
+            },
+        ):
+            try:
+                await self._handler(event)
+            except Exception as exc:
+                requeue = not message.redelivered
+                logger.error(
+                    "event handler failed event_id=%s org_id=%s seq=%s error=%r "
+                    "requeue=%s",
+                    event.event_id,
+                    event.org_id,
+                    event.seq,
+                    exc,
+                    requeue,
+                )
+                logger.debug("event handler traceback", exc_info=True)
+                await message.nack(requeue=requeue)
+                return
+        await message.ack()
+
+    async def stop(self) -> None:
+        """Stop consuming and close the connection."""
+        if self._queue is not None and self._consumer_tag is not None:
+            try:
+                await self._queue.cancel(self._consumer_tag)
+            except Exception:  # the connection may already be gone
+                logger.debug("consumer cancel failed", exc_info=True)
+        if self._connection is not None:
+            await self._connection.close()
+        self._connection = self._channel = self._queue = None
+        self._consumer_tag = None

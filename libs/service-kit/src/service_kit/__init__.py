@@ -1,0 +1,1 @@
+"""The edge every check-in service shares: auth, errors, logging, health, tracing."""
