@@ -27,7 +27,7 @@ ReadinessCheck = Callable[[], Awaitable[str | None]]
 
 VERIFIER_KEY = web.AppKey("token_verifier", TokenVerifier)
 READINESS_KEY = web.AppKey("readiness_checks", dict[str, ReadinessCheck])
-CLAIMS_KEY = "claims"
+CLAIMS_KEY = web.RequestKey("claims", Claims)
 
 
 @web.middleware
@@ -49,9 +49,8 @@ async def span_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 def authenticate(request: web.Request) -> Claims:
     """The verified claims of the request's bearer token (401/403 otherwise)."""
-    cached = request.get(CLAIMS_KEY)
-    if isinstance(cached, Claims):
-        return cached
+    if CLAIMS_KEY in request:
+        return request[CLAIMS_KEY]
     verifier = request.app[VERIFIER_KEY]
     claims = verifier.verify(bearer_token(request.headers.get("Authorization")))
     request[CLAIMS_KEY] = claims
