@@ -64,7 +64,9 @@ class EventConsumer:
 
     ``queue_name=None`` declares an exclusive, auto-deleted queue that lives as long as
     this consumer's connection: right for a consumer whose state is in memory anyway.
-    A named queue is durable and survives the consumer.
+    A named queue is durable and survives the consumer. ``on_reconnect`` is called
+    after the robust connection came back (queue, bindings and consumer restored):
+    messages published while it was away may be gone from an exclusive queue.
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class EventConsumer:
         exchange_name: str = DEFAULT_EXCHANGE,
         queue_name: str | None = None,
         prefetch: int = 256,
+        on_reconnect: Callable[[], None] | None = None,
     ) -> None:
         self._amqp_url = amqp_url
         self._handler = handler
@@ -82,6 +85,7 @@ class EventConsumer:
         self._exchange_name = exchange_name
         self._queue_name = queue_name
         self._prefetch = prefetch
+        self._on_reconnect_hook = on_reconnect
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
@@ -130,6 +134,8 @@ class EventConsumer:
 
     def _on_reconnect(self, *_: object) -> None:
         logger.info("consumer reconnected exchange=%s", self._exchange_name)
+        if self._on_reconnect_hook is not None:
+            self._on_reconnect_hook()
 
     def _on_close(self, *_: object) -> None:
         logger.warning("consumer connection lost exchange=%s", self._exchange_name)
