@@ -1,1 +1,1 @@
-"""Package marker."""
+"""telemetry-ingest: receives, stores and summarises the sampled browser telemetry."""
