@@ -1,0 +1,40 @@
+"""Run the fanout: ``python -m realtime_fanout`` (settings from the environment)."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from service_kit.logs import configure_logging
+from service_kit.tracing import configure_tracing
+
+from realtime_fanout.app import create_app
+from realtime_fanout.settings import FanoutSettings
+
+logger = logging.getLogger(__name__)
+
+
+def main() -> None:
+    """Serve until SIGTERM; open polls are answered at once on the way out."""
+    settings = FanoutSettings()
+    configure_logging("realtime-fanout", settings.log_level)
+    configure_tracing("realtime-fanout")
+    logger.info(
+        "starting port=%s exchange=%s shards=%s",
+        settings.port,
+        settings.events_exchange,
+        "all" if settings.shards is None else settings.shards,
+    )
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        handler_cancellation=True,
+        shutdown_timeout=settings.shutdown_grace_s,
+        access_log=None,
+        print=None,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Wiring of the fanout: hub, position source, consumer and sweep in ``cleanup_ctx``.
+
+``create_app`` builds the aiohttp application. Everything that opens a connection or
+starts a task does so in a ``cleanup_ctx`` generator and closes it there: the HTTP
+session to the check-in API, the event consumer (an exclusive per-process queue bound
+to the owned shards), and the one periodic sweep task. ``on_shutdown`` (SIGTERM)
+refuses new polls and answers every waiting one at once. The position source and the
+clock can be injected, which is how the tests run without the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from checkin_events import EventConsumer, GuestEvent, shard_bindings
+from service_kit.auth import AuthSettings, TokenVerifier
+from service_kit.web import READINESS_KEY, base_app
+
+from realtime_fanout.buffer import BufferLimits, Buffers, Clock
+from realtime_fanout.http import HUB_KEY, POSITIONS_KEY, SETTINGS_KEY, add_routes
+from realtime_fanout.metrics import FanoutStats
+from realtime_fanout.positions import ApiPositionSource, PositionLearner, PositionSource
+from realtime_fanout.settings import FanoutSettings
+from realtime_fanout.waiters import Hub
+
+logger = logging.getLogger(__name__)
+
+CONSUMER_KEY = web.AppKey("consumer", EventConsumer)
+IDLE_SWEEP_EVERY_S = 5.0
+
+
+def build_hub(settings: FanoutSettings, clock: Clock = time.monotonic) -> Hub:
+    """The hub with buffers sized by the settings."""
+    limits = BufferLimits(
+        max_events=settings.buffer_max_events,
+        ttl_s=settings.buffer_ttl_s,
+        idle_evict_s=settings.org_idle_evict_s,
+        gap_grace_s=settings.gap_grace_s,
+    )
+    return Hub(Buffers(limits, clock), settings.max_waiters_per_org, FanoutStats())
+
+
+def create_app(
+    settings: FanoutSettings,
+    verifier: TokenVerifier | None = None,
+    position_source: PositionSource | None = None,
+    clock: Clock = time.monotonic,
+) -> web.Application:
+    """The fanout application; ``position_source`` replaces the API in tests."""
+    app = base_app(verifier or TokenVerifier(AuthSettings()))
+    app[SETTINGS_KEY] = settings
+    app[HUB_KEY] = build_hub(settings, clock)
+    if position_source is not None:
+        app[POSITIONS_KEY] = PositionLearner(position_source)
+    else:
+        app.cleanup_ctx.append(_api_positions)
+    app.cleanup_ctx.append(_consumer)
+    app.cleanup_ctx.append(_sweeper)
+    app.on_shutdown.append(_drain)
+    add_routes(app)
+    return app
+
+
+async def _api_positions(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS_KEY]
+    timeout = aiohttp.ClientTimeout(total=settings.position_timeout_s)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        app[POSITIONS_KEY] = PositionLearner(
+            ApiPositionSource(session, settings.checkin_api_url)
+        )
+        yield
+
+
+async def _consumer(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS_KEY]
+    hub = app[HUB_KEY]
+
+    async def take(event: GuestEvent) -> None:
+        hub.publish(event)
+
+    def reconnected() -> None:
+        released = hub.connection_lost()
+        logger.warning("consumer reattached orgs_forgotten=all released=%s", released)
+
+    consumer = EventConsumer(
+        settings.consumer_amqp_url(),
+        take,
+        shard_bindings(settings.shards, settings.shard_count),
+        exchange_name=settings.events_exchange,
+        on_reconnect=reconnected,
+    )
+    await consumer.start()
+    app[CONSUMER_KEY] = consumer
+
+    async def consumer_attached() -> str | None:
+        return None if consumer.is_ready else "consumer not attached"
+
+    app[READINESS_KEY]["consumer"] = consumer_attached
+    try:
+        yield
+    finally:
+        await consumer.stop()
+
+
+async def _sweeper(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(_sweep_forever(app), name="fanout-sweep")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _sweep_forever(app: web.Application) -> None:
+    """Close lost holes and trim often; evict idle orgs now and then."""
+    hub = app[HUB_KEY]
+    interval = app[SETTINGS_KEY].sweep_interval_s
+    next_idle_sweep = time.monotonic() + IDLE_SWEEP_EVERY_S
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            hub.sweep()
+            if time.monotonic() >= next_idle_sweep:
+                next_idle_sweep = time.monotonic() + IDLE_SWEEP_EVERY_S
+                evicted = hub.evict_idle()
+                hub.stats.forget_inactive()
+                if evicted:
+                    logger.info("idle orgs evicted count=%s", len(evicted))
+        except Exception:
+            logger.exception("sweep failed")
+
+
+async def _drain(app: web.Application) -> None:
+    released = app[HUB_KEY].drain()
+    logger.info("shutting down released_waiters=%s", released)
