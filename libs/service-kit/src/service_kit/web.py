@@ -27,6 +27,9 @@ ReadinessCheck = Callable[[], Awaitable[str | None]]
 
 VERIFIER_KEY = web.AppKey("token_verifier", TokenVerifier)
 READINESS_KEY = web.AppKey("readiness_checks", dict[str, ReadinessCheck])
+ReadinessInfo = Callable[[], Awaitable[str]]
+"""Returns the state of a dependency that is reported but does not decide readiness."""
+READINESS_INFO_KEY = web.AppKey("readiness_info", dict[str, ReadinessInfo])
 CLAIMS_KEY = web.RequestKey("claims", Claims)
 
 
@@ -71,11 +74,15 @@ async def _readyz(request: web.Request) -> web.Response:
             reason = f"{type(exc).__name__}: {exc}"
         if reason is not None:
             failures[name] = reason
+    info = {
+        name: await probe() for name, probe in request.app[READINESS_INFO_KEY].items()
+    }
+    extra = {"info": info} if info else {}
     if failures:
         return web.json_response(
-            {"status": "not_ready", "checks": failures}, status=503
+            {"status": "not_ready", "checks": failures, **extra}, status=503
         )
-    return web.json_response({"status": "ready"})
+    return web.json_response({"status": "ready", **extra})
 
 
 async def _metrics(_: web.Request) -> web.Response:
@@ -97,6 +104,7 @@ def base_app(
     )
     app[VERIFIER_KEY] = verifier
     app[READINESS_KEY] = {}
+    app[READINESS_INFO_KEY] = {}
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
