@@ -1,0 +1,189 @@
+"""The outbox relay: publishes stored events to RabbitMQ, in order, after the fact.
+
+One relay per API process runs as a background task, but only the one holding a
+PostgreSQL advisory lock publishes; the others wait as standbys and take over when
+the leader's connection ends. The leader is woken by LISTEN/NOTIFY when a write adds
+an outbox row, and sweeps periodically in case a notification was missed.
+
+Rows go out in id order (per org that is ``seq`` order). A row is marked published
+only after the broker confirmed it; a crash between the confirm and the mark sends
+that event again on the next run, so delivery is at least once and consumers drop
+duplicates by ``eventId``/``seq``. While the broker is away, the relay retries with
+exponential backoff and the writes keep succeeding: the outbox holds their events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from typing import Any
+
+import asyncpg
+from checkin_events import EventPublisher, PublishFailed, parse_event
+
+from checkin_api import metrics
+from checkin_api.outbox import NOTIFY_CHANNEL
+from checkin_api.settings import ApiSettings
+
+logger = logging.getLogger(__name__)
+
+RELAY_LOCK_KEY = 7_305_202_602
+"""The advisory lock that makes one relay per database the publishing leader."""
+
+_PENDING = """
+SELECT id, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1
+"""
+_BACKLOG = """
+SELECT count(*) AS pending,
+       coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS lag
+FROM outbox WHERE published_at IS NULL
+"""
+
+
+class OutboxRelay:
+    """Moves outbox rows to the broker; run ``run()`` as a task, cancel to stop."""
+
+    def __init__(self, settings: ApiSettings) -> None:
+        self._settings = settings
+        self._wake = asyncio.Event()
+        self._publisher: EventPublisher | None = None
+        self.is_leader = False
+
+    @property
+    def broker_state(self) -> str:
+        """``connected``, or ``disconnected`` while the broker cannot be reached."""
+        if self._publisher is not None and self._publisher.is_ready:
+            return "connected"
+        return "disconnected"
+
+    async def run(self) -> None:
+        """Lead (or wait to lead) until cancelled, reconnecting to the database."""
+        backoff = _Backoff(self._settings)
+        try:
+            while True:
+                try:
+                    await self._lead(backoff)
+                except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+                    delay = backoff.next()
+                    logger.warning(
+                        "relay database unavailable error=%r retry_in_s=%.2f",
+                        exc,
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+                except asyncpg.InterfaceError as exc:
+                    delay = backoff.next()
+                    logger.warning(
+                        "relay connection lost error=%r retry_in_s=%.2f", exc, delay
+                    )
+                    await asyncio.sleep(delay)
+        finally:
+            await self._close_publisher()
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    async def _lead(self, backoff: _Backoff) -> None:
+        connection = await asyncpg.connect(
+            self._settings.database_url,
+            timeout=self._settings.db_connect_timeout_s,
+            command_timeout=self._settings.db_command_timeout_s,
+        )
+        try:
+            await connection.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            while not await connection.fetchval(
+                "SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY
+            ):
+                await self._sleep_until_woken(self._settings.relay_sweep_s)
+            self.is_leader = True
+            logger.info("relay leading")
+            backoff.reset()
+            while True:
+                self._wake.clear()
+                try:
+                    await self._publish_pending(connection)
+                except PublishFailed as exc:
+                    await self._refresh_backlog(connection)
+                    delay = backoff.next()
+                    logger.warning(
+                        "relay cannot publish error=%s retry_in_s=%.2f", exc, delay
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+                backoff.reset()
+                await self._refresh_backlog(connection)
+                await self._sleep_until_woken(self._settings.relay_sweep_s)
+        finally:
+            self.is_leader = False
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.close(), timeout=2)
+            if not connection.is_closed():
+                connection.terminate()
+
+    async def _sleep_until_woken(self, timeout_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=timeout_s)
+
+    async def _publish_pending(self, connection: Any) -> None:
+        publisher = await self._connected_publisher()
+        while True:
+            rows = await connection.fetch(_PENDING, self._settings.relay_batch_size)
+            for row in rows:
+                event = parse_event(row["payload"])
+                await publisher.publish(event)
+                await connection.execute(
+                    "UPDATE outbox SET published_at = now() WHERE id = $1", row["id"]
+                )
+                metrics.RELAY_PUBLISHED.inc()
+            if len(rows) < self._settings.relay_batch_size:
+                return
+
+    async def _connected_publisher(self) -> EventPublisher:
+        if self._publisher is not None:
+            if not self._publisher.is_ready:
+                raise PublishFailed("broker connection is being re-established")
+            return self._publisher
+        publisher = EventPublisher(
+            self._settings.amqp_url,
+            exchange_name=self._settings.events_exchange,
+            shard_count=self._settings.shard_count,
+            timeout_s=self._settings.publish_timeout_s,
+        )
+        try:
+            await publisher.connect()
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                await publisher.close()
+            raise PublishFailed(f"cannot connect: {type(exc).__name__}: {exc}") from exc
+        self._publisher = publisher
+        return publisher
+
+    async def _refresh_backlog(self, connection: Any) -> None:
+        row = await connection.fetchrow(_BACKLOG)
+        metrics.OUTBOX_PENDING.set(row["pending"])
+        metrics.OUTBOX_LAG.set(row["lag"])
+
+    async def _close_publisher(self) -> None:
+        if self._publisher is not None:
+            with contextlib.suppress(Exception):
+                await self._publisher.close()
+            self._publisher = None
+
+
+class _Backoff:
+    """Exponential delays with jitter between the configured minimum and maximum."""
+
+    def __init__(self, settings: ApiSettings) -> None:
+        self._minimum = settings.relay_min_backoff_s
+        self._maximum = settings.relay_max_backoff_s
+        self._current = self._minimum
+
+    def next(self) -> float:
+        delay = self._current
+        self._current = min(self._maximum, self._current * 2)
+        return delay * random.uniform(0.5, 1.0)
+
+    def reset(self) -> None:
+        self._current = self._minimum
