@@ -26,7 +26,10 @@ async def summarise_org(store: EventStore, org_id: int, since: datetime) -> Summ
         if totals.sessions
         else None
     )
-    p50, p95, p99 = totals.takeover_percentiles_ms
+    p50, p95, p99 = (
+        None if value is None else round(value, 1)
+        for value in totals.takeover_percentiles_ms
+    )
     return Summary(
         org_id=org_id,
         since=since,
