@@ -51,8 +51,13 @@ def create_app(
     verifier: TokenVerifier | None = None,
     position_source: PositionSource | None = None,
     clock: Clock = time.monotonic,
+    consume_events: bool = True,
 ) -> web.Application:
-    """The fanout application; ``position_source`` replaces the API in tests."""
+    """The fanout application.
+
+    ``position_source`` replaces the check-in API and ``consume_events=False`` leaves
+    the broker out: unit tests feed the hub directly.
+    """
     app = base_app(verifier or TokenVerifier(AuthSettings()))
     app[SETTINGS_KEY] = settings
     app[HUB_KEY] = build_hub(settings, clock)
@@ -60,7 +65,8 @@ def create_app(
         app[POSITIONS_KEY] = PositionLearner(position_source)
     else:
         app.cleanup_ctx.append(_api_positions)
-    app.cleanup_ctx.append(_consumer)
+    if consume_events:
+        app.cleanup_ctx.append(_consumer)
     app.cleanup_ctx.append(_sweeper)
     app.on_shutdown.append(_drain)
     add_routes(app)

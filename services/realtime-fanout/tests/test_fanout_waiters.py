@@ -1,0 +1,231 @@
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+from checkin_events import GuestEvent
+from realtime_fanout.waiters import Answer, CursorAhead, Hub, Waiter, WaiterCapReached
+
+Event = Callable[..., GuestEvent]
+
+
+def seqs(answer: Answer) -> list[int]:
+    return [held.seq for held in answer.events]
+
+
+def waiter(judged: Answer | Waiter | CursorAhead) -> Waiter:
+    assert isinstance(judged, Waiter), judged
+    return judged
+
+
+def answer_now(judged: Answer | Waiter | CursorAhead) -> Answer:
+    assert isinstance(judged, Answer), judged
+    return judged
+
+
+def body(answer: Answer) -> Any:
+    return orjson.loads(answer.body())
+
+
+async def test_cursor_below_floor_is_answered_resync_with_head(
+    hub: Hub, event: Event
+) -> None:
+    for seq in range(4, 7):
+        hub.publish(event(seq))
+    answer = answer_now(hub.poll(1, 2, None))
+    assert body(answer) == {"events": [], "lastEventId": "6", "resync": True}
+
+
+async def test_cursor_inside_the_buffer_gets_the_later_events_at_once(
+    hub: Hub, event: Event
+) -> None:
+    for seq in range(1, 5):
+        hub.publish(event(seq))
+    answer = answer_now(hub.poll(1, 2, None))
+    assert seqs(answer) == [3, 4]
+    assert body(answer)["lastEventId"] == "4"
+    assert body(answer)["events"][0]["eventType"] == "guest_created"
+
+
+async def test_events_hidden_by_the_filter_move_the_cursor_and_the_poll_waits(
+    hub: Hub, event: Event
+) -> None:
+    hub.publish(event(1, property_id=11))
+    hub.publish(event(2, property_id=12))
+    held = waiter(hub.poll(1, 1, frozenset({11})))
+    assert held.cursor == 2
+    assert hub.hold_ended(held).last_event_id == 2
+
+
+async def test_cursor_at_head_waits_and_is_woken_by_the_next_event(
+    hub: Hub, event: Event
+) -> None:
+    hub.publish(event(1))
+    held = waiter(hub.poll(1, 1, None))
+    assert not held.future.done()
+    hub.publish(event(2))
+    assert seqs(held.future.result()) == [2]
+    assert hub.waiter_count(1) == 0
+
+
+async def test_no_cursor_starts_from_now(hub: Hub, event: Event) -> None:
+    hub.publish(event(1))
+    held = waiter(hub.poll(1, None, None))
+    assert held.cursor == 1
+
+
+async def test_cursor_ahead_of_head_is_reported_for_the_edge_to_check(
+    hub: Hub, event: Event
+) -> None:
+    hub.publish(event(1))
+    assert hub.poll(1, 3, None) == CursorAhead(head=1)
+
+
+async def test_waiting_ahead_skips_the_events_up_to_the_cursor(
+    hub: Hub, event: Event
+) -> None:
+    hub.publish(event(1))
+    held = waiter(hub.wait_ahead(1, 3, None))
+    hub.publish(event(2))
+    hub.publish(event(3))
+    assert not held.future.done()
+    hub.publish(event(4))
+    assert seqs(held.future.result()) == [4]
+
+
+async def test_a_waiter_on_one_property_is_not_woken_by_another(
+    hub: Hub, event: Event
+) -> None:
+    hub.learn_position(1, 0)
+    on_11 = waiter(hub.poll(1, 0, frozenset({11})))
+    on_12 = waiter(hub.poll(1, 0, frozenset({12})))
+    hub.publish(event(1, property_id=11))
+    assert seqs(on_11.future.result()) == [1]
+    assert not on_12.future.done()
+    assert hub.hold_ended(on_12).last_event_id == 1
+
+
+async def test_a_manager_filter_sees_only_its_properties(
+    hub: Hub, event: Event
+) -> None:
+    hub.learn_position(1, 0)
+    manager = waiter(hub.poll(1, 0, frozenset({11})))
+    hub.publish(event(1, property_id=12))
+    hub.publish(event(2, property_id=11))
+    assert seqs(manager.future.result()) == [2]
+    assert body(manager.future.result())["lastEventId"] == "2"
+
+
+async def test_another_orgs_events_never_wake_a_waiter(hub: Hub, event: Event) -> None:
+    hub.learn_position(1, 0)
+    org_1 = waiter(hub.poll(1, 0, None))
+    hub.publish(event(1, org_id=2, property_id=21))
+    assert not org_1.future.done()
+    hub.learn_position(2, 1)
+    assert hub.poll(2, 0, None) is not None
+    assert seqs(answer_now(hub.poll(2, 0, None))) == [1]
+
+
+async def test_waiters_with_the_same_cursor_and_filter_share_one_answer(
+    hub: Hub, event: Event
+) -> None:
+    hub.learn_position(1, 0)
+    first = waiter(hub.poll(1, 0, None))
+    second = waiter(hub.poll(1, 0, None))
+    hub.publish(event(1))
+    assert first.future.result() is second.future.result()
+    assert first.future.result().body() is second.future.result().body()
+
+
+async def test_the_waiter_cap_refuses_one_more_and_a_removal_frees_a_place(
+    hub: Hub,
+) -> None:
+    hub.learn_position(1, 0)
+    hub.learn_position(2, 0)
+    held = [waiter(hub.poll(1, 0, None)) for _ in range(3)]
+    with pytest.raises(WaiterCapReached):
+        hub.poll(1, 0, None)
+    assert isinstance(hub.poll(2, 0, None), Waiter)
+    hub.remove(held[0])
+    hub.remove(held[0])
+    assert hub.waiter_count(1) == 2
+    assert isinstance(hub.poll(1, 0, None), Waiter)
+
+
+async def test_a_hole_still_open_after_the_grace_time_resyncs_waiters_behind_it(
+    hub: Hub, event: Event, clock: Any
+) -> None:
+    hub.publish(event(1))
+    behind = waiter(hub.poll(1, 1, None))
+    hub.publish(event(3))
+    clock.advance(0.5)
+    hub.sweep()
+    assert not behind.future.done()
+    clock.advance(0.6)
+    hub.sweep()
+    answer = behind.future.result()
+    assert answer.resync
+    assert answer.last_event_id == 3
+    assert answer_now(hub.poll(1, 1, None)).resync
+    assert seqs(answer_now(hub.poll(1, 2, None))) == [3]
+
+
+async def test_a_hole_filled_within_the_grace_time_delivers_in_order(
+    hub: Hub, event: Event, clock: Any
+) -> None:
+    hub.publish(event(1))
+    held = waiter(hub.poll(1, 1, None))
+    hub.publish(event(3))
+    clock.advance(0.5)
+    hub.sweep()
+    hub.publish(event(2))
+    assert seqs(held.future.result()) == [2, 3]
+    assert not held.future.result().resync
+
+
+async def test_duplicates_are_counted_and_not_delivered_twice(
+    hub: Hub, event: Event
+) -> None:
+    first = event(1)
+    hub.publish(first)
+    held = waiter(hub.poll(1, 1, None))
+    hub.publish(first)
+    assert not held.future.done()
+    assert hub.stats.dropped_total == 1
+
+
+async def test_a_trimmed_hidden_event_does_not_resync_a_waiter_watching_it(
+    hub: Hub, event: Event, clock: Any
+) -> None:
+    hub.publish(event(1, property_id=11))
+    held = waiter(hub.poll(1, 1, frozenset({11})))
+    hub.publish(event(2, property_id=12))
+    clock.advance(30)
+    hub.sweep()
+    answer = hub.hold_ended(held)
+    assert not answer.resync
+    assert answer.last_event_id == 2
+
+
+async def test_drain_answers_every_waiter_at_once_with_its_own_cursor(
+    hub: Hub,
+) -> None:
+    hub.learn_position(1, 4)
+    held = waiter(hub.poll(1, 4, None))
+    assert hub.drain() == 1
+    assert body(held.future.result()) == {
+        "events": [],
+        "lastEventId": "4",
+        "resync": False,
+    }
+    assert hub.shutting_down
+
+
+async def test_a_lost_connection_forgets_every_org_and_releases_waiters(
+    hub: Hub, event: Event
+) -> None:
+    hub.publish(event(1))
+    held = waiter(hub.poll(1, 1, None))
+    hub.connection_lost()
+    assert held.future.result().last_event_id == 1
+    assert not hub.is_known(1)
