@@ -93,20 +93,27 @@ def positions() -> FakePositions:
 async def fanout(
     positions: FakePositions,
 ) -> AsyncIterator[Callable[..., Any]]:
-    """Start an in-process fanout without a broker; the test feeds its hub."""
+    """Start in-process fanouts: without a broker (the test feeds the hub) or, with
+    ``consume=True``, consuming the exchange named in the settings."""
     clients: list[TestClient[web.Request, web.Application]] = []
 
-    async def start(**overrides: Any) -> TestClient[web.Request, web.Application]:
+    async def start(
+        consume: bool = False, **overrides: Any
+    ) -> TestClient[web.Request, web.Application]:
         values: dict[str, Any] = {"realtime_wait_s": 2.0, "max_waiters_per_org": 50}
         values.update(overrides)
         app = create_app(
             FanoutSettings(**values),
             verifier=TokenVerifier(TEST_AUTH),
             position_source=positions,
-            consume_events=False,
+            consume_events=consume,
         )
         client = TestClient(TestServer(app))
-        await client.start_server()
+        try:
+            await client.start_server()
+        except BaseException:
+            await client.close()
+            raise
         clients.append(client)
         return client
 

@@ -1,0 +1,182 @@
+"""The fanout consuming the real broker: events published with ``EventPublisher``
+onto this test's own exchange reach waiting polls; the API is a fake position."""
+
+import asyncio
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from checkin_events import EventPublisher, GuestEvent
+from realtime_fanout.http import HUB_KEY
+from realtime_fanout.waiters import Hub
+
+from tests.support.infra import Infra
+from tests.support.polling import poll_until
+from tests.support.tokens import bearer
+
+SUBSCRIBE = "/v1/guest-checkin/realtime/subscribe"
+A_ADMIN = bearer(1)
+Event = Callable[..., GuestEvent]
+
+
+@pytest.fixture
+async def publisher(infra: Infra, exchange_name: str) -> AsyncIterator[EventPublisher]:
+    async with EventPublisher(infra.amqp_url, exchange_name) as events:
+        yield events
+
+
+@pytest.fixture
+async def consuming(fanout: Any, infra: Infra, exchange_name: str) -> Any:
+    name = f"fanout-test-{uuid.uuid4().hex[:10]}"
+    client = await fanout(
+        consume=True,
+        amqp_url=infra.amqp_url,
+        events_exchange=exchange_name,
+        amqp_connection_name=name,
+        gap_grace_s=0.3,
+    )
+    client.connection_name = name
+    return client
+
+
+def hub_of(client: Any) -> Hub:
+    hub: Hub = client.app[HUB_KEY]
+    return hub
+
+
+async def poll(client: Any, **query: int) -> tuple[int, Any]:
+    params = {key: str(value) for key, value in query.items()}
+    async with client.get(SUBSCRIBE, params=params, headers=A_ADMIN) as answer:
+        return answer.status, await answer.json()
+
+
+def seqs(body: Any) -> list[int]:
+    return [event["seq"] for event in body["events"]]
+
+
+async def test_a_published_event_wakes_the_poll_of_its_property_only(
+    consuming: Any, publisher: EventPublisher, positions: Any, event: Event
+) -> None:
+    hub = hub_of(consuming)
+    on_11 = asyncio.create_task(poll(consuming, propertyId=11, lastEventId=0))
+    on_12 = asyncio.create_task(poll(consuming, propertyId=12, lastEventId=0))
+    await poll_until(
+        lambda: asyncio.sleep(0, hub.waiter_count(1) == 2), "two waiting polls"
+    )
+    await publisher.publish(event(1, property_id=11))
+    status, body = await asyncio.wait_for(on_11, timeout=1.0)
+    assert (status, seqs(body), body["events"][0]["propertyId"]) == (200, [1], 11)
+    assert not on_12.done()
+    assert (await on_12)[1]["events"] == []
+
+
+async def test_duplicates_and_reordering_on_the_wire_reach_the_client_once_in_order(
+    consuming: Any, publisher: EventPublisher, event: Event
+) -> None:
+    first, second, third = event(1), event(2), event(3)
+    for item in (first, third, first, second, third):
+        await publisher.publish(item)
+    await poll_until(
+        lambda: asyncio.sleep(0, hub_of(consuming).stats.published_total == 3),
+        "three events consumed",
+    )
+    status, body = await poll(consuming, lastEventId=0)
+    assert (status, seqs(body)) == (200, [1, 2, 3])
+    assert hub_of(consuming).stats.dropped_total == 2
+
+
+async def test_a_hole_that_never_fills_gives_resync_not_a_silent_skip(
+    consuming: Any, publisher: EventPublisher, event: Event
+) -> None:
+    await publisher.publish(event(1))
+    await poll_until(
+        lambda: asyncio.sleep(0, hub_of(consuming).head(1) == 1), "event 1 consumed"
+    )
+    waiting = asyncio.create_task(poll(consuming, lastEventId=1))
+    await publisher.publish(event(3))
+    status, body = await asyncio.wait_for(waiting, timeout=2.0)
+    assert (status, body["resync"], body["lastEventId"]) == (200, True, "3")
+
+
+def _broker_connection_pid(name: str) -> str | None:
+    listing = subprocess.run(
+        ["rabbitmqctl", "-q", "list_connections", "pid", "client_properties"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=20,
+    ).stdout
+    for line in listing.splitlines():
+        if f'{{"connection_name","{name}"}}' in line:
+            return line.split("\t", 1)[0]
+    return None
+
+
+async def _ready(client: Any) -> int:
+    async with client.get("/readyz") as answer:
+        return int(answer.status)
+
+
+async def test_after_the_broker_drops_its_connection_the_fanout_consumes_again(
+    consuming: Any, publisher: EventPublisher, positions: Any, event: Event
+) -> None:
+    hub = hub_of(consuming)
+    await publisher.publish(event(1))
+    await poll_until(lambda: asyncio.sleep(0, hub.head(1) == 1), "event 1 consumed")
+    waiting = asyncio.create_task(poll(consuming, lastEventId=1))
+    await poll_until(lambda: asyncio.sleep(0, hub.waiter_count(1) == 1), "waiting")
+
+    pid = await asyncio.to_thread(_broker_connection_pid, consuming.connection_name)
+    assert pid is not None, "the fanout's connection is not listed by the broker"
+    await asyncio.to_thread(
+        subprocess.run,
+        ["rabbitmqctl", "-q", "close_connection", pid, "test closes the fanout"],
+        check=True,
+        timeout=20,
+    )
+    await poll_until(lambda: _not(_ready(consuming)), "readyz not ready", 5.0)
+    await publisher.publish(event(2))  # published while the fanout is away: lost
+    await poll_until(lambda: _is(_ready(consuming), 200), "readyz ready", 15.0)
+    released = await asyncio.wait_for(waiting, timeout=1.0)
+    assert released[1] == {"events": [], "lastEventId": "1", "resync": False}
+
+    positions.positions[1] = 2
+    status, stale = await poll(consuming, lastEventId=1)
+    assert (status, stale["resync"], stale["lastEventId"]) == (200, True, "2")
+    after = asyncio.create_task(poll(consuming, lastEventId=2))
+    await poll_until(lambda: asyncio.sleep(0, hub.waiter_count(1) == 1), "waiting")
+    await publisher.publish(event(3))
+    await publisher.publish(event(4))
+    status, body = await asyncio.wait_for(after, timeout=2.0)
+    received = seqs(body)
+    if received == [3]:
+        _, rest = await poll(consuming, lastEventId=int(body["lastEventId"]))
+        received += seqs(rest)
+    assert (status, received) == (200, [3, 4])
+
+
+async def _not(status: Any) -> bool:
+    return await status != 200
+
+
+async def _is(status: Any, expected: int) -> bool:
+    return await status == expected
+
+
+async def test_readiness_reports_the_consumer_attached(consuming: Any) -> None:
+    async with consuming.get("/readyz") as answer:
+        assert answer.status == 200
+
+
+async def test_a_fanout_that_cannot_reach_the_broker_does_not_start(
+    fanout: Any, exchange_name: str
+) -> None:
+    with pytest.raises((aiohttp.ClientError, OSError, ConnectionError)):
+        await fanout(
+            consume=True,
+            amqp_url="amqp://guest:guest@127.0.0.1:1/",
+            events_exchange=exchange_name,
+        )
