@@ -1,0 +1,1 @@
+"""Validation of deploy/: images, compose, Kubernetes manifests, observability."""
