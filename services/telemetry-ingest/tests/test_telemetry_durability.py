@@ -17,6 +17,7 @@ import aiohttp
 import asyncpg
 from aiohttp.test_utils import TestClient
 from telemetry_ingest.http import WRITER_KEY
+from telemetry_ingest.store import EventRow
 
 from tests.support.polling import poll_until
 from tests.support.processes import ServiceProcess
@@ -251,3 +252,21 @@ async def test_migrations_keep_their_version_table_in_the_telemetry_schema(
         ("telemetry", "client_events"),
     ]
     assert version == "0001"
+
+
+async def test_a_row_postgres_refuses_is_dropped_without_blocking_the_queue(
+    telemetry_app: AppFactory, stored_rows: RowReader
+) -> None:
+    client = await telemetry_app(flush_interval_s=60)
+    writer = client.app[WRITER_KEY]
+    now = datetime.now(UTC)
+
+    def row(n: int, note: str = "ok") -> EventRow:
+        return EventRow(1, "u", "resync", now, "s", "t", {"n": n, "note": note})
+
+    writer.accept([row(0), row(1, "nul \u0000 byte"), row(2)])
+
+    assert await writer.flush()
+    assert numbers(await stored_rows()) == [0, 2]
+    assert not writer.failing
+    assert writer.depth == 0

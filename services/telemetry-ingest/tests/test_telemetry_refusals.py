@@ -139,6 +139,7 @@ def _bad_batches(event: EventFactory) -> dict[str, dict[str, Any]]:
         "nested attr": after_valid(event(attrs={"latencyMs": {"a": 1}})),
         "list attr": after_valid(event(attrs={"tabs": [1, 2]})),
         "long attr string": after_valid(event(attrs={"why": "x" * 65})),
+        "control character in attr": after_valid(event(attrs={"why": "a\u0000b"})),
         "too many attrs": after_valid(event(attrs={f"k{i}": i for i in range(17)})),
         "bad attr key": after_valid(event(attrs={"full name": "Jane"})),
         "long sessionId": after_valid(event(session_id="s" * 65)),

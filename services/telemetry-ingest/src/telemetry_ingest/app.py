@@ -89,6 +89,8 @@ async def _retention_loop(store: EventStore, settings: TelemetrySettings) -> Non
             await run_retention(store, settings.retention_days)
         except DATABASE_ERRORS as exc:
             logger.warning("retention failed error=%s", type(exc).__name__)
+        except Exception:
+            logger.exception("retention failed unexpectedly; trying again later")
         await asyncio.sleep(settings.retention_interval_s)
 
 

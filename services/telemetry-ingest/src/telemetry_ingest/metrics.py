@@ -25,4 +25,8 @@ EVENTS_WRITTEN = Counter(
 WRITE_FAILURES = Counter(
     "telemetry_write_failures", "Batch writes that the database refused or missed"
 )
+EVENTS_DROPPED = Counter(
+    "telemetry_events_dropped",
+    "Accepted events PostgreSQL refused as data (never retried)",
+)
 QUEUE_DEPTH = Gauge("telemetry_queue_depth", "Accepted events waiting to be written")

@@ -51,7 +51,9 @@ AttrValue = (
     StrictBool
     | Annotated[StrictInt, Field(ge=-(2**53), le=2**53)]
     | Annotated[StrictFloat, Field(allow_inf_nan=False, ge=-1e12, le=1e12)]
-    | Annotated[str, StringConstraints(max_length=MAX_ATTR_STRING)]
+    | Annotated[
+        str, StringConstraints(max_length=MAX_ATTR_STRING, pattern=r"^[^\x00-\x1f]*$")
+    ]
 )
 
 

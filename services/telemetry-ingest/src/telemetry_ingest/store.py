@@ -29,6 +29,12 @@ DATABASE_ERRORS: tuple[type[BaseException], ...] = (
 )
 """What a database that is away, slow or restarting raises."""
 
+REFUSED_ROW_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+)
+"""What PostgreSQL raises for a row it will never take, however often it is sent."""
+
 
 @dataclass(frozen=True)
 class EventRow:

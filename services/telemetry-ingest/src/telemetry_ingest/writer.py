@@ -18,8 +18,18 @@ import logging
 import math
 import time
 
-from telemetry_ingest.metrics import EVENTS_WRITTEN, QUEUE_DEPTH, WRITE_FAILURES
-from telemetry_ingest.store import DATABASE_ERRORS, EventRow, EventStore
+from telemetry_ingest.metrics import (
+    EVENTS_DROPPED,
+    EVENTS_WRITTEN,
+    QUEUE_DEPTH,
+    WRITE_FAILURES,
+)
+from telemetry_ingest.store import (
+    DATABASE_ERRORS,
+    REFUSED_ROW_ERRORS,
+    EventRow,
+    EventStore,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -100,11 +110,12 @@ class EventWriter:
         async with self._lock:
             while self._queue:
                 batch = list(itertools.islice(self._queue, self._flush_batch_max))
-                if not await self._write(batch):
-                    return False
-                for _ in batch:
+                done = await self._write(batch)
+                for _ in range(done):
                     self._queue.popleft()
                 QUEUE_DEPTH.set(len(self._queue))
+                if done < len(batch):
+                    return False
             return True
 
     async def drain(self, timeout_s: float) -> int:
@@ -120,10 +131,18 @@ class EventWriter:
             logger.info("drain complete")
         return len(self._queue)
 
-    async def _write(self, batch: list[EventRow]) -> bool:
+    async def _write(self, batch: list[EventRow]) -> int:
+        """Store the batch; returns how many rows from its front are done with."""
         started = time.monotonic()
         try:
             await self._store.insert(batch)
+        except REFUSED_ROW_ERRORS as exc:
+            logger.warning(
+                "batch refused as data events=%d error=%s; writing one by one",
+                len(batch),
+                type(exc).__name__,
+            )
+            return await self._write_one_by_one(batch)
         except DATABASE_ERRORS as exc:
             WRITE_FAILURES.inc()
             if not self._failing:
@@ -134,7 +153,7 @@ class EventWriter:
                     type(exc).__name__,
                 )
             self._failing = True
-            return False
+            return 0
         if self._failing:
             logger.info("write recovered queued=%d", len(self._queue))
         self._failing = False
@@ -144,4 +163,29 @@ class EventWriter:
             len(batch),
             (time.monotonic() - started) * 1000,
         )
-        return True
+        return len(batch)
+
+    async def _write_one_by_one(self, batch: list[EventRow]) -> int:
+        """Store each row alone and drop those PostgreSQL refuses as data.
+
+        One row that can never be stored must not block the queue behind it; such
+        a row passed validation, so it is a bug to fix there, hence the error line.
+        """
+        self._failing = False
+        for done, row in enumerate(batch):
+            try:
+                await self._store.insert([row])
+            except REFUSED_ROW_ERRORS as exc:
+                EVENTS_DROPPED.inc()
+                logger.error(
+                    "event dropped org=%d type=%s error=%s",
+                    row.org_id,
+                    row.type,
+                    type(exc).__name__,
+                )
+            except DATABASE_ERRORS:
+                self._failing = True
+                return done
+            else:
+                EVENTS_WRITTEN.inc()
+        return len(batch)
