@@ -156,6 +156,7 @@ async def test_database_away_answers_503_and_keeps_what_it_acknowledged(
         return answer if answer.status == 503 else None
 
     answer = await poll_until(refused, "a 503 while the database is away")
+    assert answer is not None
     assert set(statuses) <= {202, 503}, statuses
     assert int(answer.headers["Retry-After"]) >= 1
     assert (await answer.json())["error"] == "unavailable"

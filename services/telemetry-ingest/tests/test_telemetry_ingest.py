@@ -74,6 +74,7 @@ async def test_summary_counts_types_fast_empty_rate_and_takeover_percentiles(
         return body if isinstance(counts, dict) and counts["fast_empty"] else None
 
     body = await poll_until(summary, "the summary to show the batch", timeout_s=5)
+    assert body is not None
     assert body["counts"] == {
         "fast_empty": 2,
         "leader_acquired": 0,
