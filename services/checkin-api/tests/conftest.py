@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from checkin_events import EventConsumer, GuestEvent
-
 from checkin_api.app import create_app
 from checkin_api.settings import ApiSettings
+from checkin_events import EventConsumer, GuestEvent
+
 from tests.support.infra import Infra, fresh_database
 from tests.support.tokens import TEST_AUTH
 

@@ -3,7 +3,6 @@ a database that is away, and one publishing relay among several API instances.""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -11,9 +10,9 @@ from urllib.parse import urlsplit
 
 import asyncpg
 from aiohttp.test_utils import TestClient
-
 from checkin_api.app import RELAY_KEY
 from checkin_api.settings import ApiSettings
+
 from tests.support.infra import Infra
 from tests.support.polling import poll_until
 from tests.support.tcp_proxy import TcpProxy
