@@ -1,0 +1,191 @@
+"""Several tabs of one browser: one leader polls, the others follow its relay.
+
+Issue scenarios 1 (five tabs, one poller, a closed leader replaced), 2 (a guest created
+in one tab shows once in another within 2 s) and 3 (a guest of property 1 never shows
+in a browser on property 2), plus field cases FC-9 (a frozen leader is replaced, also
+on the localStorage lease path).
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from pathlib import Path
+
+from playwright.sync_api import Browser, BrowserContext
+
+from tests.e2e.browser.conftest import System
+from tests.e2e.browser.demo_tabs import DemoTab, create_guest, new_org
+from tests.support.polling import wait_until
+
+NO_WEB_LOCKS = "delete Navigator.prototype.locks; delete navigator.locks;"
+
+
+def leaders(tabs: list[DemoTab]) -> list[DemoTab]:
+    return [tab for tab in tabs if tab.role() == "leader"]
+
+
+def shows(tab: DemoTab, name: str) -> bool:
+    return name in tab.guest_names()
+
+
+def pollers_between(tabs: list[DemoTab], since: float) -> list[DemoTab]:
+    return [tab for tab in tabs if tab.subscribes_since(since)]
+
+
+def open_tabs(
+    browser: Browser, system: System, count: int, init_script: str = ""
+) -> tuple[BrowserContext, int, list[DemoTab]]:
+    context = browser.new_context()
+    if init_script:
+        context.add_init_script(init_script)
+    first = DemoTab.open(context, system.url)
+    org = new_org()
+    first.sign_in(org)
+    tabs = [first] + [DemoTab.open(context, system.url) for _ in range(count - 1)]
+    for tab in tabs:
+        tab.wait_started()
+    return context, org, tabs
+
+
+def test_five_tabs_poll_through_one_leader_and_a_closed_leader_hands_over(
+    browser: Browser, system: System
+) -> None:
+    context, _, tabs = open_tabs(browser, system, 5)
+    wait_until(lambda: len(leaders(tabs)) == 1, "exactly one leader among five tabs")
+    [leader] = leaders(tabs)
+    wait_until(lambda: leader.subscribes, "the leader to poll")
+
+    since = time.monotonic()
+    leader.pump(2 * 3.0 + 0.5)  # two full holds of the fanout
+    assert pollers_between(tabs, since) == [leader]
+
+    leader.page.close()
+    closed_at = time.monotonic()
+    rest = [tab for tab in tabs if tab is not leader]
+    wait_until(lambda: len(leaders(rest)) == 1, "a new leader", timeout_s=5)
+    [successor] = leaders(rest)
+    wait_until(
+        lambda: successor.subscribes_since(closed_at), "the new leader to poll", 5
+    )
+    assert time.monotonic() - closed_at < 5
+
+    since = time.monotonic()
+    successor.pump(3.5)
+    assert pollers_between(rest, since) == [successor]
+    context.close()
+
+
+def test_a_guest_checked_in_in_one_tab_shows_once_in_another_within_two_seconds(
+    browser: Browser, system: System, artifacts: Path
+) -> None:
+    context, _, [tab_a, tab_b] = open_tabs(browser, system, 2)
+    tab_a.page.set_viewport_size({"width": 1360, "height": 820})
+    for index in range(3):
+        name = f"Warm-up Guest {index}"
+        tab_a.check_in(name, room=f"1{index}2")
+        wait_until(partial(shows, tab_a, name), f"{name} in tab A")
+    wait_until(
+        lambda: len(tab_b.guest_ids()) == 3,
+        "the first guests in tab B",
+        3,
+    )
+
+    tab_a.check_in("Amelia Hartley", room="412")
+    sent_at = time.monotonic()
+    wait_until(
+        lambda: "Amelia Hartley" in tab_b.guest_names(), "the guest in tab B", 2.0
+    )
+    shown_after = time.monotonic() - sent_at
+    assert shown_after < 2.0
+    tab_b.pump(1.0)
+    assert tab_b.guest_names().count("Amelia Hartley") == 1
+    assert tab_a.guest_names().count("Amelia Hartley") == 1
+    assert len(set(tab_b.guest_ids())) == len(tab_b.guest_ids()) == 4
+    tab_a.page.screenshot(path=str(artifacts / "demo-tab-a.png"))
+    tab_b.page.screenshot(path=str(artifacts / "demo-tab-b.png"))
+    context.close()
+
+
+def test_a_guest_of_property_one_never_shows_in_a_browser_on_property_two(
+    browser: Browser, system: System
+) -> None:
+    context_a, org, [tab_a] = open_tabs(browser, system, 1)
+    tab_a.choose_property(1)
+    context_b = browser.new_context()
+    tab_b = DemoTab.open(context_b, system.url)
+    tab_b.sign_in(org, "MANAGER", [2])
+    tab_b.choose_property(2)
+    wait_until(lambda: tab_b.subscribes, "the second browser to poll")
+
+    guest = create_guest(system.url, org, 1, "Property One Guest")
+    wait_until(lambda: guest in tab_a.guest_ids(), "the guest in tab A", 2.0)
+    marker = create_guest(system.url, org, 2, "Property Two Guest")
+    wait_until(lambda: marker in tab_b.guest_ids(), "the property 2 guest in B", 3.0)
+    assert guest not in tab_b.guest_ids()
+    assert "Property One Guest" not in tab_b.page.content()
+    context_a.close()
+    context_b.close()
+
+
+def test_a_frozen_leader_is_replaced_and_does_not_poll_after_it_thaws(
+    browser: Browser, system: System
+) -> None:
+    _frozen_leader_is_replaced(browser, system, "")
+
+
+def test_a_frozen_leader_is_replaced_on_the_storage_lease_path(
+    browser: Browser, system: System
+) -> None:
+    _frozen_leader_is_replaced(browser, system, NO_WEB_LOCKS)
+
+
+def _frozen_leader_is_replaced(browser: Browser, system: System, script: str) -> None:
+    context, org, tabs = open_tabs(browser, system, 2, script)
+    wait_until(lambda: len(leaders(tabs)) == 1, "one leader")
+    [leader] = leaders(tabs)
+    [follower] = [tab for tab in tabs if tab is not leader]
+    # Page.setWebLifecycleState "frozen" leaves a visible headless page's timers
+    # running; pausing its JavaScript in the debugger stops them for real, with the
+    # lock (or lease) still held, which is what a frozen tab does.
+    cdp = context.new_cdp_session(leader.page)
+    cdp.send("Debugger.enable")
+    cdp.send("Debugger.pause")
+    frozen_at = time.monotonic()
+
+    wait_until(lambda: follower.role() == "leader", "the follower to take over", 5)
+    wait_until(lambda: follower.subscribes_since(frozen_at), "the new leader's poll", 5)
+    guest = create_guest(system.url, org, 1, "Guest While Frozen")
+    wait_until(lambda: guest in follower.guest_ids(), "the guest in the new leader", 3)
+
+    cdp.send("Debugger.resume")
+    thawed_at = time.monotonic()
+    wait_until(lambda: leader.role() == "follower", "the old leader to follow", 5)
+    follower.pump(3.5)
+    assert leader.subscribes_since(thawed_at + 0.5) == []
+    second = create_guest(system.url, org, 1, "Guest After Thaw")
+    wait_until(lambda: second in leader.guest_ids(), "the thawed tab to follow", 3)
+    assert sorted(leader.guest_ids()) == sorted({guest, second})
+    context.close()
+
+
+def test_five_tabs_without_web_locks_keep_exactly_one_leader(
+    browser: Browser, system: System
+) -> None:
+    context, _, tabs = open_tabs(browser, system, 5, NO_WEB_LOCKS)
+    for tab in tabs:
+        assert (tab.status() or {}).get("strategy") == "local-storage-lease"
+    wait_until(lambda: len(leaders(tabs)) == 1, "exactly one leader")
+    [leader] = leaders(tabs)
+    since = time.monotonic()
+    leader.pump(4.0)
+    assert pollers_between(tabs, since) == [leader]
+    assert len(leaders(tabs)) == 1
+
+    leader.page.close()
+    rest = [tab for tab in tabs if tab is not leader]
+    wait_until(lambda: len(leaders(rest)) == 1, "a new leader", timeout_s=5)
+    since = time.monotonic()
+    rest[0].pump(3.5)
+    assert pollers_between(rest, since) == leaders(rest)
+    context.close()
