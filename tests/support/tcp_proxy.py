@@ -4,7 +4,8 @@
 at ``proxy.port`` instead of the real broker or database. ``start()`` forwards
 connections to the target; ``stop()`` closes the listener and every open connection
 (the dependency looks gone: connections are refused); ``blackhole = True`` makes new
-connections hang without an answer (the dependency looks stuck).
+connections hang without an answer (the dependency looks stuck). ``proxy_to(url)``
+and ``through(url, proxy)`` build a proxy for a service URL and the URL through it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from urllib.parse import urlsplit
 
 from tests.support.processes import free_port
 
@@ -85,3 +87,18 @@ class TcpProxy:
             pass
         finally:
             sink.transport.abort()
+
+
+def proxy_to(url: str) -> TcpProxy:
+    """A (not yet started) proxy in front of the host and port of ``url``."""
+    parts = urlsplit(url)
+    return TcpProxy(parts.hostname or "127.0.0.1", parts.port or 0)
+
+
+def through(url: str, proxy: TcpProxy) -> str:
+    """``url`` with its host and port replaced by the proxy's loopback port."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.replace(
+        f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}"
+    )
+    return parts._replace(netloc=netloc).geturl()
