@@ -90,6 +90,7 @@ class EventConsumer:
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
+        self._attached = False
 
     async def start(self) -> None:
         """Connect, declare the topology, bind the queue and start consuming."""
@@ -114,6 +115,7 @@ class EventConsumer:
         for key in self._binding_keys:
             await self._queue.bind(exchange, routing_key=key)
         self._consumer_tag = await self._queue.consume(self._on_message)
+        self._attached = True
         logger.info(
             "consumer started exchange=%s queue=%s bindings=%s",
             self._exchange_name,
@@ -123,21 +125,28 @@ class EventConsumer:
 
     @property
     def is_ready(self) -> bool:
-        """True while the connection and channel are open and consuming."""
+        """True while consuming: from start, and again once a reconnect is complete.
+
+        Between a lost connection and the end of its reconnect callbacks (the queue,
+        bindings and consumer restored, ``on_reconnect`` run) it is ``False``.
+        """
         return (
             self._connection is not None
             and not self._connection.is_closed
             and self._channel is not None
             and not self._channel.is_closed
             and self._consumer_tag is not None
+            and self._attached
         )
 
     def _on_reconnect(self, *_: object) -> None:
         logger.info("consumer reconnected exchange=%s", self._exchange_name)
         if self._on_reconnect_hook is not None:
             self._on_reconnect_hook()
+        self._attached = True
 
     def _on_close(self, *_: object) -> None:
+        self._attached = False
         logger.warning("consumer connection lost exchange=%s", self._exchange_name)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
@@ -197,3 +206,4 @@ class EventConsumer:
             await self._connection.close()
         self._connection = self._channel = self._queue = None
         self._consumer_tag = None
+        self._attached = False
