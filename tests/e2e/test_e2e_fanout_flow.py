@@ -94,7 +94,8 @@ def org() -> int:
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=30)
+        connector=aiohttp.TCPConnector(limit=0),
+        timeout=aiohttp.ClientTimeout(total=30),
     ) as session:
         yield session
 
@@ -327,8 +328,8 @@ async def test_sigterm_answers_every_open_poll_at_once_and_exits(
     fanout = start_fanout(REALTIME_WAIT_S="20")
     staff = Staff(http, api, fanout, org)
     position = await staff.list_position()
-    held = [asyncio.create_task(staff.poll(lastEventId=position)) for _ in range(50)]
-    await staff.until_waiting(50)
+    held = [asyncio.create_task(staff.poll(lastEventId=position)) for _ in range(200)]
+    await staff.until_waiting(200)
 
     started = time.monotonic()
     exit_code = await asyncio.to_thread(fanout.terminate, 10.0)

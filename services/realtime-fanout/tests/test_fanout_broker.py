@@ -30,6 +30,12 @@ async def publisher(infra: Infra, exchange_name: str) -> AsyncIterator[EventPubl
 
 @pytest.fixture
 async def consuming(fanout: Any, infra: Infra, exchange_name: str) -> Any:
+    return await consuming_fanout(fanout, infra, exchange_name)
+
+
+async def consuming_fanout(
+    fanout: Any, infra: Infra, exchange_name: str, **settings: Any
+) -> Any:
     name = f"fanout-test-{uuid.uuid4().hex[:10]}"
     client = await fanout(
         consume=True,
@@ -37,6 +43,7 @@ async def consuming(fanout: Any, infra: Infra, exchange_name: str) -> Any:
         events_exchange=exchange_name,
         amqp_connection_name=name,
         gap_grace_s=0.3,
+        **settings,
     )
     client.connection_name = name
     return client
@@ -121,8 +128,14 @@ async def _ready(client: Any) -> int:
 
 
 async def test_after_the_broker_drops_its_connection_the_fanout_consumes_again(
-    consuming: Any, publisher: EventPublisher, positions: Any, event: Event
+    fanout: Any,
+    infra: Infra,
+    exchange_name: str,
+    publisher: EventPublisher,
+    positions: Any,
+    event: Event,
 ) -> None:
+    consuming = await consuming_fanout(fanout, infra, exchange_name, realtime_wait_s=30)
     hub = hub_of(consuming)
     await publisher.publish(event(1))
     await poll_until(lambda: asyncio.sleep(0, hub.head(1) == 1), "event 1 consumed")
