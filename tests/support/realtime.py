@@ -1,0 +1,142 @@
+"""The check-in API and the fanout as processes, and a staff member who uses them.
+
+Moved here from ``tests/e2e/test_e2e_fanout_flow.py`` so that the fault, hostile-input
+and soak suites start the services and talk to them the same way: ``api_process`` and
+``fanout_process`` build (not start) a ``ServiceProcess`` with the test tokens'
+secret; ``Staff`` writes through the API and long-polls the fanout as one org.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+
+from tests.support.polling import poll_until
+from tests.support.processes import ServiceProcess
+from tests.support.tokens import AUTH_ENV, bearer
+
+logger = logging.getLogger(__name__)
+
+SUBSCRIBE = "/v1/guest-checkin/realtime/subscribe"
+METRICS = "/v1/guest-checkin/realtime/metrics"
+CHECKINS = "/v1/guest-checkins"
+
+
+def api_process(
+    database_url: str, amqp_url: str, exchange: str, **env: str
+) -> ServiceProcess:
+    """The check-in API on ``database_url``, publishing to ``exchange``."""
+    return ServiceProcess(
+        "checkin_api",
+        {
+            **AUTH_ENV,
+            "DATABASE_URL": database_url,
+            "AMQP_URL": amqp_url,
+            "EVENTS_EXCHANGE": exchange,
+            "RELAY_SWEEP_S": "1",
+            **env,
+        },
+    )
+
+
+def fanout_process(
+    amqp_url: str, exchange: str, api_url: str, wait_s: float, **env: str
+) -> ServiceProcess:
+    """The fanout consuming ``exchange`` and asking ``api_url`` for positions."""
+    return ServiceProcess(
+        "realtime_fanout",
+        {
+            **AUTH_ENV,
+            "AMQP_URL": amqp_url,
+            "EVENTS_EXCHANGE": exchange,
+            "CHECKIN_API_URL": api_url,
+            "REALTIME_WAIT_S": str(wait_s),
+            "AMQP_CONNECTION_NAME": f"fanout-test-{uuid.uuid4().hex[:8]}",
+            **env,
+        },
+    )
+
+
+def guest(property_id: int) -> dict[str, Any]:
+    """A valid check-in body for the property."""
+    return {
+        "propertyId": property_id,
+        "fullName": "Ada Example",
+        "email": "ada@example.com",
+        "phone": "+44 20 7946 0000",
+        "address": "1 Test Street, London",
+        "guestType": "foreign",
+        "nationality": "GB",
+        "idType": "passport",
+        "idNumber": "P1234567",
+        "roomNumber": "101",
+        "numberOfGuests": 2,
+        "checkInDate": "2026-12-03",
+        "expectedCheckoutDate": "2026-12-05",
+    }
+
+
+def seqs(body: Any) -> list[int]:
+    """The ``seq`` of every event of a poll's answer."""
+    return [event["seq"] for event in body["events"]]
+
+
+class Staff:
+    """One staff member of an org talking to the API and the fanout."""
+
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        api: ServiceProcess,
+        fanout: ServiceProcess,
+        org: int,
+        role: str = "ADMIN",
+        property_ids: list[int] | None = None,
+    ) -> None:
+        self.http, self.api, self.fanout, self.org = http, api, fanout, org
+        self.headers = bearer(org, role, property_ids=property_ids)
+
+    async def create(self, property_id: int) -> int:
+        """Check a guest in; the answer must be 201."""
+        async with self.http.post(
+            self.api.url + CHECKINS, json=guest(property_id), headers=self.headers
+        ) as answer:
+            assert answer.status == 201, await answer.text()
+            return int((await answer.json())["id"])
+
+    async def list_position(self) -> int:
+        """The org's position as the list reports it."""
+        async with self.http.get(
+            self.api.url + CHECKINS, headers=self.headers
+        ) as answer:
+            assert answer.status == 200, await answer.text()
+            return int((await answer.json())["position"])
+
+    async def poll(self, **query: int | str) -> tuple[int, Any, float]:
+        """One long-poll: status, JSON body and how long it took."""
+        started = time.monotonic()
+        params = {key: str(value) for key, value in query.items()}
+        async with self.http.get(
+            self.fanout.url + SUBSCRIBE, params=params, headers=self.headers
+        ) as answer:
+            body = await answer.json()
+            return answer.status, body, time.monotonic() - started
+
+    async def waiting(self) -> int:
+        """Polls waiting on the fanout now (every org), from its JSON metrics."""
+        async with self.http.get(
+            self.fanout.url + METRICS, headers=self.headers
+        ) as answer:
+            return int((await answer.json())["subscribers"]["active_count"])
+
+    async def until_waiting(self, count: int, timeout_s: float = 5.0) -> None:
+        """Wait until exactly ``count`` polls are waiting on the fanout."""
+
+        async def probe() -> bool:
+            return await self.waiting() == count
+
+        await poll_until(probe, f"{count} polls waiting on the fanout", timeout_s)
