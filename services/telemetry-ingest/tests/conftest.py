@@ -1,15 +1,13 @@
 """Fixtures of the telemetry-ingest suite: a fresh database, the app, a DB proxy.
 
 Each test gets its own database on the real PostgreSQL. ``telemetry_app`` starts the
-application in-process against it; ``database_proxy`` sits between the service and
-PostgreSQL so a test can take the database away and bring it back, as a network
-outage would, without touching the server the other suites share.
+application in-process against it; ``database_proxy`` (the shared ``TcpProxy``) sits
+between the service and PostgreSQL so a test can take the database away or make it
+hang, and bring it back, without touching the server the other suites share.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +20,7 @@ from telemetry_ingest.app import create_app
 from telemetry_ingest.settings import TelemetrySettings
 
 from tests.support.infra import Infra, fresh_database
-from tests.support.processes import free_port
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.tokens import TEST_AUTH
 
 AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -100,56 +98,13 @@ async def telemetry_app(database_url: str) -> AsyncIterator[AppFactory]:
         await client.close()
 
 
-class DatabaseProxy:
-    """A TCP relay to PostgreSQL that a test can cut and restore."""
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.port = free_port()
-        self._target = (target_host, target_port)
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def open(self) -> None:
-        """Listen and relay every connection to the database."""
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
-
-    async def cut(self) -> None:
-        """Stop listening and drop every open connection, like a lost network."""
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for writer in list(self._writers):
-            writer.close()
-        self._writers.clear()
-
-    async def _relay(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
-        self._writers.update({writer, upstream_writer})
-
-        async def pipe(
-            source: asyncio.StreamReader, sink: asyncio.StreamWriter
-        ) -> None:
-            with contextlib.suppress(OSError, ConnectionError):
-                while data := await source.read(65536):
-                    sink.write(data)
-                    await sink.drain()
-            sink.close()
-
-        await asyncio.gather(
-            pipe(reader, upstream_writer), pipe(upstream_reader, writer)
-        )
-        self._writers.difference_update({writer, upstream_writer})
-
-
 @pytest.fixture
-async def database_proxy(database_url: str) -> AsyncIterator[tuple[DatabaseProxy, str]]:
+async def database_proxy(database_url: str) -> AsyncIterator[tuple[TcpProxy, str]]:
     """A proxy to the test's database and the URL that reaches it through it."""
     parts = urlsplit(database_url)
-    proxy = DatabaseProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    await proxy.open()
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    await proxy.start()
     credentials, _, _ = parts.netloc.rpartition("@")
     netloc = f"{credentials}@127.0.0.1:{proxy.port}".lstrip("@")
     yield proxy, urlunsplit(parts._replace(netloc=netloc))
-    await proxy.cut()
+    await proxy.stop()

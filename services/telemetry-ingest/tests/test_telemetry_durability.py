@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 from aiohttp.test_utils import TestClient
 from telemetry_ingest.http import WRITER_KEY
 from telemetry_ingest.store import EventRow
 
 from tests.support.polling import poll_until
 from tests.support.processes import ServiceProcess
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.tokens import AUTH_ENV, bearer
 
 AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -127,29 +130,39 @@ async def _at_least(items: list[int], count: int) -> bool:
     return len(items) >= count
 
 
+@pytest.mark.parametrize("outage", ["refused", "hanging"])
 async def test_database_away_answers_503_and_keeps_what_it_acknowledged(
-    database_proxy: Any,
+    database_proxy: tuple[TcpProxy, str],
     telemetry_app: AppFactory,
     event: EventFactory,
     stored_rows: RowReader,
+    outage: str,
 ) -> None:
     proxy, proxied_url = database_proxy
-    client = await telemetry_app(database_url=proxied_url, database_timeout_s=1.0)
+    client = await telemetry_app(database_url=proxied_url, database_timeout_s=2.0)
     first = await client.post(
         "/telemetry/client", json=numbered(event, 0, 5), headers=bearer(1)
     )
     assert first.status == 202
     await poll_until(stored_rows, "the first batch to be stored")
 
-    await proxy.cut()
+    if outage == "refused":
+        await proxy.stop()
+    else:
+        proxy.blackhole = True
+        proxy.cut()
     statuses: list[int] = []
+    slowest_s = 0.0
     accepted = list(range(5))
 
     async def refused() -> aiohttp.ClientResponse | None:
+        nonlocal slowest_s
         start = 100 * (len(statuses) + 1)
+        started = time.monotonic()
         answer = await client.post(
             "/telemetry/client", json=numbered(event, start, 5), headers=bearer(1)
         )
+        slowest_s = max(slowest_s, time.monotonic() - started)
         statuses.append(answer.status)
         if answer.status == 202:
             accepted.extend(range(start, start + 5))
@@ -158,12 +171,15 @@ async def test_database_away_answers_503_and_keeps_what_it_acknowledged(
     answer = await poll_until(refused, "a 503 while the database is away")
     assert answer is not None
     assert set(statuses) <= {202, 503}, statuses
+    assert slowest_s < 1.0, "a batch is answered without waiting for the database"
     assert int(answer.headers["Retry-After"]) >= 1
     assert (await answer.json())["error"] == "unavailable"
     assert (await client.get("/readyz")).status == 503
     assert client.app[WRITER_KEY].depth == len(accepted) - 5
 
-    await proxy.open()
+    proxy.blackhole = False
+    if outage == "refused":
+        await proxy.start()
 
     async def all_stored() -> bool:
         return numbers(await stored_rows()) == accepted
