@@ -31,8 +31,8 @@ COPY services/telemetry-ingest/pyproject.toml services/telemetry-ingest/
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --package realtime-fanout --no-install-workspace
 
-COPY libs/events/src libs/events/src
-COPY libs/service-kit/src libs/service-kit/src
+# The shared libraries and this service (their tests stay out: .dockerignore).
+COPY libs libs
 COPY services/realtime-fanout services/realtime-fanout
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --package realtime-fanout \

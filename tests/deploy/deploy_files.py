@@ -7,6 +7,8 @@ upstreams of the gateway config, and the metric series the services export.
 
 from __future__ import annotations
 
+import copy
+import functools
 import importlib
 import json
 import logging
@@ -85,7 +87,12 @@ def manifest_files() -> list[Path]:
 
 
 def manifests() -> list[dict[str, Any]]:
-    """Every Kubernetes object of deploy/k8s."""
+    """Every Kubernetes object of deploy/k8s (a fresh copy: callers may edit it)."""
+    return copy.deepcopy(_parsed_manifests())
+
+
+@functools.cache
+def _parsed_manifests() -> list[dict[str, Any]]:
     return [
         doc
         for path in manifest_files()
@@ -153,7 +160,8 @@ def shards_of(value: str) -> set[int]:
     return {int(s) for s in parsed}
 
 
-def exported_series() -> set[str]:
+@functools.cache
+def exported_series() -> frozenset[str]:
     """Every sample name the three services' Prometheus metrics can expose."""
     from prometheus_client import REGISTRY
 
@@ -163,7 +171,7 @@ def exported_series() -> set[str]:
     for family in REGISTRY.collect():
         for suffix in _SUFFIXES.get(family.type, ("",)):
             names.add(family.name + suffix)
-    return names
+    return frozenset(names)
 
 
 def metric_names(promql: str) -> set[str]:

@@ -68,7 +68,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     for name in UPSTREAMS:
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NamedHandler)
         server.upstream_name = name  # type: ignore[attr-defined]
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         servers.append(server)
         ports[name] = server.server_address[1]
 
@@ -107,6 +109,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         process.wait(timeout=10)
         for server in servers:
             server.shutdown()
+            server.server_close()
 
 
 def _status(url: str) -> int:
