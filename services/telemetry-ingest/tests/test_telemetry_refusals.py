@@ -215,3 +215,26 @@ async def test_ip_over_its_rate_limit_gets_429_whatever_the_token(
     assert statuses == [202, 202, 202, 202, 429, 429]
     assert anonymous == 429
     assert "Retry-After" in headers
+
+
+async def test_behind_the_gateway_the_ip_limit_uses_the_last_forwarded_hop(
+    telemetry_app: AppFactory, event: EventFactory
+) -> None:
+    client = await telemetry_app(
+        rate_limit_per_minute=100,
+        rate_limit_per_ip_per_minute=2,
+        trust_forwarded_for=True,
+    )
+    batch = json.dumps({"events": [event()]})
+
+    async def from_ip(forwarded_for: str, user: str) -> int:
+        headers = {**bearer(1, user_id=user), "X-Forwarded-For": forwarded_for}
+        return (await post_raw(client, batch, headers=headers))[0]
+
+    first_client = [await from_ip("203.0.113.7", f"a{n}") for n in range(3)]
+    spoofing = await from_ip("198.51.100.1, 203.0.113.7", "a9")
+    second_client = [await from_ip("203.0.113.8", f"b{n}") for n in range(2)]
+
+    assert first_client == [202, 202, 429]
+    assert spoofing == 429, "a made-up first hop does not reset the limit"
+    assert second_client == [202, 202]
