@@ -140,3 +140,72 @@ class Staff:
             return await self.waiting() == count
 
         await poll_until(probe, f"{count} polls waiting on the fanout", timeout_s)
+
+
+class Follower:
+    """A browser's leader: polls with the cursor it got, resyncs when told to.
+
+    It keeps what it saw as a timeline: the events of each answer, and each resync
+    as the cursor it left and the list position it picked up from. ``check`` then
+    proves that nothing was seen twice or out of order and that every seq it may see
+    up to ``last`` arrived, except the runs a resync told it to refetch.
+    """
+
+    def __init__(
+        self, staff: Staff, cursor: int, property_id: int | None = None
+    ) -> None:
+        self.staff = staff
+        self.start = self.cursor = cursor
+        self.property_id = property_id
+        self.events: list[dict[str, Any]] = []
+        self.resyncs: list[tuple[int, int]] = []
+        self.failures: list[str] = []
+
+    async def poll_once(self) -> None:
+        """One poll and what follows from its answer; errors are noted, not raised."""
+        query: dict[str, int | str] = {"lastEventId": self.cursor}
+        if self.property_id is not None:
+            query["propertyId"] = self.property_id
+        try:
+            status, body, _ = await self.staff.poll(**query)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self.failures.append(f"{type(exc).__name__}")
+            return
+        if status != 200:
+            self.failures.append(f"status {status}: {body}")
+            return
+        if body["resync"]:
+            position = await self.staff.list_position()
+            self.resyncs.append((self.cursor, position))
+            self.cursor = position
+            return
+        self.events.extend(body["events"])
+        self.cursor = int(body["lastEventId"])
+
+    async def follow(self, until_seq: int | None = None) -> None:
+        """Poll until the cursor reaches ``until_seq`` (forever when ``None``)."""
+        while until_seq is None or self.cursor < until_seq:
+            await self.poll_once()
+
+    def seqs(self) -> list[int]:
+        """The seqs received, in the order received."""
+        return [event["seq"] for event in self.events]
+
+    def check(self, last: int, visible: set[int] | None = None) -> None:
+        """Assert once-in-order delivery of every seq in ``(start, last]`` it may see.
+
+        ``visible`` is the set of seqs this follower may see (every seq when
+        ``None``); a seq is excused only when a resync jumped over it.
+        """
+        received = self.seqs()
+        assert received == sorted(set(received)), f"twice or out of order: {received}"
+        excused = {
+            seq for left, picked in self.resyncs for seq in range(left + 1, picked + 1)
+        }
+        wanted = set(range(self.start + 1, last + 1))
+        if visible is not None:
+            wanted &= visible
+        missing = sorted(wanted - set(received) - excused)
+        assert not missing, f"missing without resync: {missing}; got {received}"
+        unexpected = sorted(set(received) - wanted) if visible is not None else []
+        assert not unexpected, f"events it may not see: {unexpected}"
