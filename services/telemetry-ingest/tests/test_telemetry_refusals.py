@@ -43,27 +43,27 @@ async def test_malformed_json_is_400(
     assert latin1_status == 400
 
 
-@pytest.mark.parametrize(
-    "headers",
-    [
-        {},
-        {"Authorization": "Bearer not-a-token"},
-        {"Authorization": "Basic dXNlcjpwYXNz"},
-        {"Authorization": "Bearer " + token(1, ttl_s=-60)},
-    ],
-    ids=["missing", "garbage", "not-bearer", "expired"],
-)
+INVALID_AUTHORIZATIONS = {
+    "missing": {},
+    "garbage": {"Authorization": "Bearer not-a-token"},
+    "not bearer": {"Authorization": "Basic dXNlcjpwYXNz"},
+    "expired": {"Authorization": "Bearer " + token(1, ttl_s=-60)},
+}
+
+
 async def test_missing_or_invalid_token_is_401(
-    telemetry_app: AppFactory, event: EventFactory, headers: dict[str, str]
+    telemetry_app: AppFactory, event: EventFactory, subtests: pytest.Subtests
 ) -> None:
     client = await telemetry_app()
 
-    status, body, answer_headers = await post_raw(
-        client, json.dumps({"events": [event()]}), headers=headers or {"X": "1"}
-    )
+    for case, headers in INVALID_AUTHORIZATIONS.items():
+        with subtests.test(case):
+            status, body, answer_headers = await post_raw(
+                client, json.dumps({"events": [event()]}), headers=headers or {"X": "1"}
+            )
 
-    assert (status, body["error"]) == (401, "invalid_token")
-    assert answer_headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+            assert (status, body["error"]) == (401, "invalid_token")
+            assert answer_headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
 
 
 async def test_invalid_token_inside_a_beacon_body_is_401(
@@ -106,19 +106,18 @@ async def test_body_over_the_cap_without_content_length_is_413(
     assert answer.status == 413
 
 
-@pytest.mark.parametrize(
-    "content_type", ["application/x-www-form-urlencoded", "multipart/form-data"]
-)
 async def test_other_content_types_are_415(
-    telemetry_app: AppFactory, event: EventFactory, content_type: str
+    telemetry_app: AppFactory, event: EventFactory, subtests: pytest.Subtests
 ) -> None:
     client = await telemetry_app()
 
-    status, body, _ = await post_raw(
-        client, json.dumps({"events": [event()]}), content_type
-    )
+    for content_type in ["application/x-www-form-urlencoded", "multipart/form-data"]:
+        with subtests.test(content_type):
+            status, body, _ = await post_raw(
+                client, json.dumps({"events": [event()]}), content_type
+            )
 
-    assert (status, body["error"]) == (415, "unsupported_media_type")
+            assert (status, body["error"]) == (415, "unsupported_media_type")
 
 
 def _bad_batches(event: EventFactory) -> dict[str, dict[str, Any]]:
@@ -151,25 +150,27 @@ def _bad_batches(event: EventFactory) -> dict[str, dict[str, Any]]:
     }
 
 
-@pytest.mark.parametrize("case", list(_bad_batches(lambda *a, **k: {})))
 async def test_invalid_batches_are_422_with_reasons_and_nothing_is_stored(
     telemetry_app: AppFactory,
     event: EventFactory,
     stored_rows: RowReader,
-    case: str,
+    subtests: pytest.Subtests,
 ) -> None:
     client = await telemetry_app()
 
-    status, answer, _ = await post_raw(client, json.dumps(_bad_batches(event)[case]))
+    for case, batch in _bad_batches(event).items():
+        with subtests.test(case):
+            status, answer, _ = await post_raw(client, json.dumps(batch))
 
-    assert status == 422, answer
-    assert answer["error"] == "validation_failed"
-    assert answer["detail"]
-    assert all("loc" in reason and "msg" in reason for reason in answer["detail"])
+            assert status == 422, answer
+            assert answer["error"] == "validation_failed"
+            assert answer["detail"]
+            assert all("loc" in r and "msg" in r for r in answer["detail"])
+
     ok, _, _ = await post_raw(client, json.dumps({"events": [event("leader_lost")]}))
     assert ok == 202
     rows = await stored_rows_after_flush(client, stored_rows)
-    assert [r["type"] for r in rows] == ["leader_lost"]
+    assert [r["type"] for r in rows] == ["leader_lost"], "refused batches stored"
 
 
 async def stored_rows_after_flush(
