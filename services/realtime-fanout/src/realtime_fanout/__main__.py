@@ -30,6 +30,9 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         handler_cancellation=True,
+        # Browsers reconnect in bursts (a deploy, a broker restart): the default
+        # backlog of 128 would drop SYNs and stall them for seconds.
+        backlog=settings.listen_backlog,
         shutdown_timeout=settings.shutdown_grace_s,
         access_log=None,
         print=None,

@@ -45,6 +45,7 @@ class FanoutSettings(BaseSettings):
     max_waiters_per_org: Annotated[int, Field(ge=1)] = 5000
     shutdown_grace_s: Annotated[float, Field(gt=0)] = 3.0
     sweep_interval_s: Annotated[float, Field(gt=0)] = 0.2
+    listen_backlog: Annotated[int, Field(ge=1)] = 4096
     log_level: str = "INFO"
 
     def consumer_amqp_url(self) -> str:
