@@ -9,25 +9,16 @@ with their own name, so a test sees which shard set a poll reached.
 from __future__ import annotations
 
 import http.server
-import re
-import shutil
-import subprocess
 import threading
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from checkin_events import shard_for
 
-from tests.support.polling import wait_until
-from tests.support.processes import free_port
+from tests.deploy.gateway_runner import MISSING_REASON, gateway_missing, running_gateway
 from tests.support.tokens import token
 
-GATEWAY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "gateway"
-NJS_MODULE = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
-MIME_TYPES = Path("/etc/nginx/mime.types")
 UPSTREAMS = (
     "checkin-api",
     "realtime-fanout-shards-0-7",
@@ -36,11 +27,7 @@ UPSTREAMS = (
 )
 SUBSCRIBE = "/v1/guest-checkin/realtime/subscribe?lastEventId=0"
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("nginx") is None or not NJS_MODULE.exists() or not MIME_TYPES.exists(),
-    reason="needs nginx with the njs module (Debian: nginx libnginx-mod-http-js; "
-    "scripts/ensure-system.sh installs both)",
-)
+pytestmark = pytest.mark.skipif(gateway_missing(), reason=MISSING_REASON)
 
 
 class _NamedHandler(http.server.BaseHTTPRequestHandler):
@@ -73,51 +60,13 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         ).start()
         servers.append(server)
         ports[name] = server.server_address[1]
-
-    prefix = tmp_path_factory.mktemp("gateway")
-    prefix.chmod(0o755)
-    port = free_port()
-    conf = (GATEWAY_DIR / "nginx.conf").read_text()
-    conf = conf.replace("modules/ngx_http_js_module.so", str(NJS_MODULE))
-    conf = conf.replace("include mime.types;", f"include {MIME_TYPES};")
-    conf = conf.replace("js_path /etc/nginx/njs/;", f"js_path {GATEWAY_DIR}/;")
-    conf = conf.replace("/tmp/", f"{prefix}/")
-    conf = conf.replace("listen 8080;", f"listen 127.0.0.1:{port};")
-    conf = conf.replace("root /usr/share/nginx/html;", f"root {prefix};")
-    for name, upstream_port in ports.items():
-        conf = re.sub(
-            rf"server {re.escape(name)}:\d+;",
-            f"server 127.0.0.1:{upstream_port};",
-            conf,
-        )
-    (prefix / "nginx.conf").write_text(conf)
-
-    command = ["nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
-    checked = subprocess.run([*command, "-t"], capture_output=True, text=True)
-    assert checked.returncode == 0, checked.stderr
-    process = subprocess.Popen(
-        [*command, "-g", "daemon off;"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _status(base + "/gateway/healthz") == 200, "gateway up")
-        yield base
+        with running_gateway(tmp_path_factory.mktemp("gateway"), ports) as base:
+            yield base
     finally:
-        process.terminate()
-        process.wait(timeout=10)
         for server in servers:
             server.shutdown()
             server.server_close()
-
-
-def _status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as answer:
-            return int(answer.status)
-    except (urllib.error.URLError, ConnectionError):
-        return 0
 
 
 def _get(url: str, authorization: str | None = None) -> tuple[str, dict[str, str]]:
