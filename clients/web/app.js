@@ -217,7 +217,7 @@ function startClient() {
   $("user-badge").textContent = `Org ${session.orgId} · ${session.role}`;
   show("app");
   shownIds = new Set();
-  client = createGuestCheckInRealtime({
+  const created = createGuestCheckInRealtime({
     // A refresh re-reads the shared session: another tab may have signed in again.
     getToken: () => readSession()?.token ?? null,
     propertyId,
@@ -234,8 +234,10 @@ function startClient() {
       show("signed-out");
     },
   });
-  window.__realtime = { status: () => client?.status() ?? null, items: () => client?.items() ?? [], client };
-  void client.start();
+  client = created;
+  // Kept after sign-out too, so the signed-out state can be inspected.
+  window.__realtime = { status: () => created.status(), items: () => created.items(), client: created };
+  void created.start();
 }
 
 function wire() {

@@ -126,7 +126,10 @@ export function createGuestCheckInRealtime(options) {
     onLead: (newEpoch, info) => {
       epoch = newEpoch;
       if (info.takeover) takeovers += 1;
-      telemetry.record(info.takeover ? "leader_takeover" : "leader_acquired", { strategy: info.strategy });
+      telemetry.record(info.takeover ? "leader_takeover" : "leader_acquired", {
+        strategy: info.strategy,
+        latencyMs: info.latencyMs,
+      });
       channel.post({ type: "hello", epoch, visible: document.visibilityState !== "hidden" });
       poller.start();
       report();

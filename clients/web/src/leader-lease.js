@@ -59,6 +59,7 @@ export function createLeaseElector(options) {
 
   /** @param {boolean} takeover */
   function claim(takeover) {
+    const lastBeatAt = record.read()?.beatAt ?? Date.now();
     const claimed = record.claim(tabId);
     settleTimer = setTimeout(() => {
       settleTimer = undefined;
@@ -66,7 +67,8 @@ export function createLeaseElector(options) {
       epoch = claimed;
       leading = true;
       beat();
-      onLead(epoch, { takeover, strategy: "local-storage-lease" });
+      const latencyMs = Math.max(0, Date.now() - lastBeatAt);
+      onLead(epoch, { takeover, latencyMs, strategy: "local-storage-lease" });
     }, SETTLE_MS);
   }
 

@@ -67,7 +67,8 @@ export function createLockElector(options) {
     epoch = record.claim(tabId);
     leading = true;
     beatTimer = setInterval(beat, beatMs);
-    onLead(epoch, { takeover, strategy: "web-locks" });
+    const latencyMs = previous ? Math.max(0, Date.now() - previous.beatAt) : 0;
+    onLead(epoch, { takeover, latencyMs, strategy: "web-locks" });
     return new Promise((resolve) => {
       release = () => resolve(undefined);
     });

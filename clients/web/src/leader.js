@@ -18,7 +18,8 @@ import { createLeaseElector } from "./leader-lease.js";
 /**
  * @typedef {{tabId: string, epoch: number, beatAt: number, visible: boolean,
  *            released?: boolean}} LeaderRecord
- * @typedef {{takeover: boolean, strategy: string}} LeadInfo
+ * @typedef {{takeover: boolean, latencyMs: number, strategy: string}} LeadInfo
+ *   `latencyMs`: time since the previous leader's last beat (or release).
  * @typedef {{
  *   name: string, tabId: string,
  *   onLead: (epoch: number, info: LeadInfo) => void,

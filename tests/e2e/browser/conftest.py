@@ -14,12 +14,12 @@ import subprocess
 import tempfile
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Playwright, sync_playwright
 
 from tests.support.infra import Infra, fresh_database
 from tests.support.polling import wait_until
@@ -40,6 +40,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 HOLD_S = 3.0
+
+Contexts = Callable[[str], BrowserContext]
 
 
 @dataclass(frozen=True)
@@ -184,3 +186,21 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture
+def contexts(browser: Browser) -> Iterator[Contexts]:
+    """Fresh browser profiles for one test (closed after it, pass or fail); the
+    argument is an init script run before the page's own scripts ("" for none)."""
+    opened: list[BrowserContext] = []
+
+    def open_context(init_script: str = "") -> BrowserContext:
+        context = browser.new_context(viewport={"width": 1360, "height": 820})
+        if init_script:
+            context.add_init_script(init_script)
+        opened.append(context)
+        return context
+
+    yield open_context
+    for context in opened:
+        context.close()

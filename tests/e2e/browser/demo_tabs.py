@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from playwright.sync_api import BrowserContext, Page, Request
+from playwright.sync_api import BrowserContext, Page, Request, Response
 
 from tests.support.polling import wait_until
 from tests.support.tokens import token
@@ -45,18 +45,22 @@ class DemoTab:
 
     page: Page
     base_url: str
-    subscribes: list[SubscribeRecord] = field(default_factory=list)
+    sent: list[SubscribeRecord] = field(default_factory=list)
     list_requests: list[float] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
+    authorized: list[tuple[float, str]] = field(default_factory=list)
+    telemetry: list[tuple[int, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         by_request: dict[int, SubscribeRecord] = {}
 
         def sent(request: Request) -> None:
+            if "authorization" in request.headers:
+                self.authorized.append((time.monotonic(), request.url))
             if SUBSCRIBE in request.url:
                 record = SubscribeRecord(request.url, time.monotonic())
                 by_request[id(request)] = record
-                self.subscribes.append(record)
+                self.sent.append(record)
             elif "/v1/guest-checkins?" in request.url:
                 self.list_requests.append(time.monotonic())
 
@@ -66,7 +70,12 @@ class DemoTab:
                 record.ended_at = time.monotonic()
                 record.failure = request.failure
 
+        def answered(response: Response) -> None:
+            if "/telemetry/" in response.url:
+                self.telemetry.append((response.status, response.url))
+
         self.page.on("request", sent)
+        self.page.on("response", answered)
         self.page.on("requestfinished", ended)
         self.page.on("requestfailed", ended)
         self.page.on(
@@ -96,6 +105,14 @@ class DemoTab:
             self.page.get_by_test_id("login-properties").fill(text)
         self.page.get_by_test_id("login-submit").click()
         self.wait_started()
+
+    @property
+    def subscribes(self) -> list[SubscribeRecord]:
+        """The subscribe requests so far (Playwright's sync API delivers network
+        events only while it is called, so call it once first)."""
+        if not self.page.is_closed():
+            self.page.evaluate("0")
+        return self.sent
 
     def status(self) -> dict[str, Any] | None:
         return self.page.evaluate("() => window.__realtime?.status() ?? null")  # type: ignore[no-any-return]

@@ -12,9 +12,9 @@ import time
 from functools import partial
 from pathlib import Path
 
-from playwright.sync_api import Browser, BrowserContext
+from playwright.sync_api import BrowserContext
 
-from tests.e2e.browser.conftest import System
+from tests.e2e.browser.conftest import Contexts, System
 from tests.e2e.browser.demo_tabs import DemoTab, create_guest, new_org
 from tests.support.polling import wait_until
 
@@ -34,11 +34,9 @@ def pollers_between(tabs: list[DemoTab], since: float) -> list[DemoTab]:
 
 
 def open_tabs(
-    browser: Browser, system: System, count: int, init_script: str = ""
+    contexts: Contexts, system: System, count: int, init_script: str = ""
 ) -> tuple[BrowserContext, int, list[DemoTab]]:
-    context = browser.new_context()
-    if init_script:
-        context.add_init_script(init_script)
+    context = contexts(init_script)
     first = DemoTab.open(context, system.url)
     org = new_org()
     first.sign_in(org)
@@ -49,9 +47,9 @@ def open_tabs(
 
 
 def test_five_tabs_poll_through_one_leader_and_a_closed_leader_hands_over(
-    browser: Browser, system: System
+    contexts: Contexts, system: System
 ) -> None:
-    context, _, tabs = open_tabs(browser, system, 5)
+    _, _, tabs = open_tabs(contexts, system, 5)
     wait_until(lambda: len(leaders(tabs)) == 1, "exactly one leader among five tabs")
     [leader] = leaders(tabs)
     wait_until(lambda: leader.subscribes, "the leader to poll")
@@ -73,13 +71,12 @@ def test_five_tabs_poll_through_one_leader_and_a_closed_leader_hands_over(
     since = time.monotonic()
     successor.pump(3.5)
     assert pollers_between(rest, since) == [successor]
-    context.close()
 
 
 def test_a_guest_checked_in_in_one_tab_shows_once_in_another_within_two_seconds(
-    browser: Browser, system: System, artifacts: Path
+    contexts: Contexts, system: System, artifacts: Path
 ) -> None:
-    context, _, [tab_a, tab_b] = open_tabs(browser, system, 2)
+    _, _, [tab_a, tab_b] = open_tabs(contexts, system, 2)
     tab_a.page.set_viewport_size({"width": 1360, "height": 820})
     for index in range(3):
         name = f"Warm-up Guest {index}"
@@ -104,15 +101,14 @@ def test_a_guest_checked_in_in_one_tab_shows_once_in_another_within_two_seconds(
     assert len(set(tab_b.guest_ids())) == len(tab_b.guest_ids()) == 4
     tab_a.page.screenshot(path=str(artifacts / "demo-tab-a.png"))
     tab_b.page.screenshot(path=str(artifacts / "demo-tab-b.png"))
-    context.close()
 
 
 def test_a_guest_of_property_one_never_shows_in_a_browser_on_property_two(
-    browser: Browser, system: System
+    contexts: Contexts, system: System
 ) -> None:
-    context_a, org, [tab_a] = open_tabs(browser, system, 1)
+    _, org, [tab_a] = open_tabs(contexts, system, 1)
     tab_a.choose_property(1)
-    context_b = browser.new_context()
+    context_b = contexts("")
     tab_b = DemoTab.open(context_b, system.url)
     tab_b.sign_in(org, "MANAGER", [2])
     tab_b.choose_property(2)
@@ -124,24 +120,23 @@ def test_a_guest_of_property_one_never_shows_in_a_browser_on_property_two(
     wait_until(lambda: marker in tab_b.guest_ids(), "the property 2 guest in B", 3.0)
     assert guest not in tab_b.guest_ids()
     assert "Property One Guest" not in tab_b.page.content()
-    context_a.close()
     context_b.close()
 
 
 def test_a_frozen_leader_is_replaced_and_does_not_poll_after_it_thaws(
-    browser: Browser, system: System
+    contexts: Contexts, system: System
 ) -> None:
-    _frozen_leader_is_replaced(browser, system, "")
+    _frozen_leader_is_replaced(contexts, system, "")
 
 
 def test_a_frozen_leader_is_replaced_on_the_storage_lease_path(
-    browser: Browser, system: System
+    contexts: Contexts, system: System
 ) -> None:
-    _frozen_leader_is_replaced(browser, system, NO_WEB_LOCKS)
+    _frozen_leader_is_replaced(contexts, system, NO_WEB_LOCKS)
 
 
-def _frozen_leader_is_replaced(browser: Browser, system: System, script: str) -> None:
-    context, org, tabs = open_tabs(browser, system, 2, script)
+def _frozen_leader_is_replaced(contexts: Contexts, system: System, script: str) -> None:
+    context, org, tabs = open_tabs(contexts, system, 2, script)
     wait_until(lambda: len(leaders(tabs)) == 1, "one leader")
     [leader] = leaders(tabs)
     [follower] = [tab for tab in tabs if tab is not leader]
@@ -166,13 +161,12 @@ def _frozen_leader_is_replaced(browser: Browser, system: System, script: str) ->
     second = create_guest(system.url, org, 1, "Guest After Thaw")
     wait_until(lambda: second in leader.guest_ids(), "the thawed tab to follow", 3)
     assert sorted(leader.guest_ids()) == sorted({guest, second})
-    context.close()
 
 
 def test_five_tabs_without_web_locks_keep_exactly_one_leader(
-    browser: Browser, system: System
+    contexts: Contexts, system: System
 ) -> None:
-    context, _, tabs = open_tabs(browser, system, 5, NO_WEB_LOCKS)
+    _, _, tabs = open_tabs(contexts, system, 5, NO_WEB_LOCKS)
     for tab in tabs:
         assert (tab.status() or {}).get("strategy") == "local-storage-lease"
     wait_until(lambda: len(leaders(tabs)) == 1, "exactly one leader")
@@ -188,4 +182,3 @@ def test_five_tabs_without_web_locks_keep_exactly_one_leader(
     since = time.monotonic()
     rest[0].pump(3.5)
     assert pollers_between(rest, since) == leaders(rest)
-    context.close()
