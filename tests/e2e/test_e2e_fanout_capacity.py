@@ -120,7 +120,7 @@ async def test_dropped_polls_free_their_places_and_memory_stays_flat(
         memory: list[float] = []
         for seq in range(1, ROUNDS + 1):
             dropped = [asyncio.create_task(poll(headers, seq - 1)) for _ in range(CAP)]
-            await until_waiting(CAP, max(10.0, CAP / 100))
+            await until_waiting(CAP, max(15.0, CAP / 40))
             async with http.get(
                 fanout.url + SUBSCRIBE,
                 params={"lastEventId": str(seq - 1)},

@@ -4,7 +4,14 @@ from typing import Any
 import orjson
 import pytest
 from checkin_events import GuestEvent
-from realtime_fanout.waiters import Answer, CursorAhead, Hub, Waiter, WaiterCapReached
+from realtime_fanout.waiters import (
+    Answer,
+    CursorAhead,
+    Hub,
+    ShuttingDown,
+    Waiter,
+    WaiterCapReached,
+)
 
 Event = Callable[..., GuestEvent]
 
@@ -229,3 +236,10 @@ async def test_a_lost_connection_forgets_every_org_and_releases_waiters(
     hub.connection_lost()
     assert held.future.result().last_event_id == 1
     assert not hub.is_known(1)
+
+
+async def test_no_waiter_is_registered_once_shutdown_began(hub: Hub) -> None:
+    hub.learn_position(1, 0)
+    hub.drain()
+    with pytest.raises(ShuttingDown):
+        hub.poll(1, 0, None)

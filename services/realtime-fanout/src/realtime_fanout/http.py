@@ -33,6 +33,7 @@ from realtime_fanout.waiters import (
     CursorAhead,
     Hub,
     PropertyFilter,
+    ShuttingDown,
     Waiter,
     WaiterCapReached,
 )
@@ -158,6 +159,8 @@ async def _answer(
             "too many polls are waiting for this organisation",
             headers={"Retry-After": str(RETRY_AFTER_S)},
         ) from exc
+    except ShuttingDown as exc:
+        raise ApiError(503, "unavailable", "shutting down") from exc
     if isinstance(judged, Answer):
         return judged
     return await _hold(hub, judged, claims, request.app[SETTINGS_KEY].realtime_wait_s)

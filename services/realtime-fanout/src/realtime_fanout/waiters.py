@@ -46,6 +46,10 @@ class WaiterCapReached(Exception):
     """The org already has as many waiting polls as the fanout allows."""
 
 
+class ShuttingDown(Exception):
+    """The fanout is shutting down and takes no new waiters."""
+
+
 class UnknownOrg(Exception):
     """The fanout has no position for the org yet; learn it first."""
 
@@ -210,6 +214,8 @@ class Hub:
         return self._register(org_id, cursor, properties)
 
     def _register(self, org_id: int, cursor: int, properties: PropertyFilter) -> Waiter:
+        if self.shutting_down:
+            raise ShuttingDown
         index = self.waiters.setdefault(org_id, OrgWaiters())
         if index.count >= self.max_waiters_per_org:
             raise WaiterCapReached(org_id)
