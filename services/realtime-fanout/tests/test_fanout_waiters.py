@@ -243,3 +243,27 @@ async def test_no_waiter_is_registered_once_shutdown_began(hub: Hub) -> None:
     hub.drain()
     with pytest.raises(ShuttingDown):
         hub.poll(1, 0, None)
+
+
+async def test_a_client_left_behind_by_the_size_cap_gets_resync_not_the_newest(
+    hub: Hub, event: Event
+) -> None:
+    hub.publish(event(1))
+    for seq in range(2, 9):
+        hub.publish(event(seq))
+    hub.sweep()
+    answer = answer_now(hub.poll(1, 1, None))
+    assert (answer.resync, answer.events, answer.last_event_id) == (True, (), 8)
+    assert seqs(answer_now(hub.poll(1, 3, None))) == [4, 5, 6, 7, 8]
+
+
+async def test_a_cursor_older_than_the_ttl_gets_resync_at_once(
+    hub: Hub, event: Event, clock: Any
+) -> None:
+    hub.publish(event(1))
+    hub.publish(event(2))
+    clock.advance(26)
+    hub.sweep()
+    answer = answer_now(hub.poll(1, 1, None))
+    assert (answer.resync, answer.last_event_id) == (True, 2)
+    assert isinstance(hub.poll(1, 2, None), Waiter)
