@@ -39,3 +39,8 @@ token *args:
 # print every event that passes through the exchange, as it passes
 tail-events *args:
     uv run --frozen python -m checkin_events.tail {{args}}
+
+# benchmarks of the fanout and the whole path against Nchan (`just bench --quick`)
+bench *args:
+    bash bench/setup.sh
+    uv run --group bench python -m bench.run {{args}}
