@@ -10,6 +10,7 @@ that consumes it.
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import kubernetes_validate
@@ -92,7 +93,12 @@ def test_k8s_deployment_has_resources_a_budget_and_a_service(name: str) -> None:
     assert set(container["resources"]["limits"]) == {"cpu", "memory"}
     assert len(budgets) == 1, budgets
     assert len(services) == 1, services
-    assert deployment["spec"]["replicas"] >= 2
+    autoscalers = objects("HorizontalPodAutoscaler")
+    if name in autoscalers:
+        assert "replicas" not in deployment["spec"]
+        assert autoscalers[name]["spec"]["minReplicas"] >= 2
+    else:
+        assert deployment["spec"]["replicas"] >= 2
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
 
 
@@ -178,3 +184,16 @@ def test_k8s_gateway_holds_a_long_poll_longer_than_the_fanout_hold() -> None:
 
     assert float(timeout) >= hold_s + 30
     assert "proxy_buffering off;" in block
+
+
+def test_k8s_gateway_serves_the_same_paths_as_the_local_gateway() -> None:
+    local = deploy_files.DEPLOY / "gateway" / "nginx.conf.template"
+    if not local.exists():
+        pytest.skip("the local gateway config (deploy/gateway) is not there")
+
+    def locations(text: str) -> set[str]:
+        return set(re.findall(r"^\s*location ([^{]+?)\s*\{", text, re.M))
+
+    assert locations(deploy_files.GATEWAY_CONF.read_text()) == locations(
+        local.read_text()
+    )

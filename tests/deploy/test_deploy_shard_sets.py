@@ -85,8 +85,8 @@ def services(
                     start.result()
             yield processes
         finally:
-            for process in processes.values():
-                process.terminate()
+            with ThreadPoolExecutor(len(processes)) as pool:
+                list(pool.map(lambda process: process.terminate(), processes.values()))
 
 
 @pytest.fixture(scope="module")
@@ -235,3 +235,17 @@ async def test_telemetry_reaches_the_service_on_the_same_origin(
 
     assert status == 202, body
     assert body == {"accepted": 1}
+
+
+async def test_the_gateway_serves_the_demo_page_and_its_modules(
+    gateway: str, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(gateway + "/") as page:
+        status, html = page.status, await page.text()
+    async with http.get(gateway + "/app.js") as module:
+        module_status, module_type = module.status, module.content_type
+
+    assert status == 200
+    assert "<html" in html.lower()
+    assert module_status == 200
+    assert module_type in {"text/javascript", "application/javascript"}
