@@ -14,6 +14,7 @@ from typing import Annotated, Literal, get_args
 
 import asyncpg
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import BadHttpMessage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 from service_kit.auth import AuthSettings, Claims, mint_token
@@ -127,7 +128,7 @@ async def _json_body(request: web.Request) -> bytes:
     raw = await request.read()
     try:
         value = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ApiError(400, "malformed_json", "the body is not valid JSON") from exc
     if not isinstance(value, dict):
         raise InvalidInput([{"field": "body", "reason": "a JSON object is expected"}])
@@ -263,7 +264,7 @@ async def _read_upload(
                 content = await _read_capped(part, max_bytes)
             else:
                 await part.release()
-    except (ValueError, AssertionError, UnicodeDecodeError) as exc:
+    except (ValueError, AssertionError, UnicodeDecodeError, BadHttpMessage) as exc:
         raise ApiError(400, "bad_request", "malformed multipart body") from exc
     problems = []
     if document_type not in _DOCUMENT_TYPES:
