@@ -74,7 +74,7 @@ async def _read_json(request: web.Request, max_bytes: int) -> Any:
         raise _refuse("too_large", too_large) from None
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise _refuse(
             "malformed_json", ApiError(400, "bad_request", f"malformed JSON: {exc}")
         ) from None
