@@ -150,3 +150,12 @@ def test_compose_gateway_publishes_the_gateway_port() -> None:
     port = deploy_files.env_file()["GATEWAY_PORT"]
 
     assert gateway["ports"] == [f"{port}:8080"]
+
+
+def test_compose_gateway_upstreams_are_services_on_their_ports() -> None:
+    services = deploy_files.compose()["services"]
+    conf = deploy_files.GATEWAY_CONF.read_text()
+
+    for host in deploy_files.gateway_upstreams().values():
+        port = services[host]["environment"]["PORT"]
+        assert f"server {host}:{port};" in conf
