@@ -57,6 +57,12 @@ async def send(
         ("deep object", DEEP_OBJECT, "application/json", 400),
         ("invalid UTF-8", b'{"fullName": "\xff\xfe"}', "application/json", 400),
         ("NUL bytes", b'{"fullName": "\x00"}', "application/json", 400),
+        (
+            "escaped NUL",
+            json.dumps({**guest(11), "roomNumber": "1\x00"}).encode(),
+            "application/json",
+            422,
+        ),
         ("not JSON", b"propertyId=11", "application/x-www-form-urlencoded", 415),
         ("XML", b"<guest/>", "application/xml", 415),
         ("JSON array", b"[1, 2]", "application/json", 422),
@@ -205,7 +211,9 @@ def multipart(parts: list[tuple[str, bytes, str | None]]) -> tuple[bytes, str]:
     body = b""
     for name, data, filename in parts:
         disposition = f'form-data; name="{name}"'
-        if filename is not None:
+        if filename is not None and filename.startswith("utf-8''"):
+            disposition += f"; filename*={filename}"
+        elif filename is not None:
             disposition += f'; filename="{filename}"'
         body += f"--{boundary}\r\nContent-Disposition: ".encode()
         body += disposition.encode("utf-8", "surrogateescape") + b"\r\n\r\n"
@@ -230,6 +238,14 @@ def multipart(parts: list[tuple[str, bytes, str | None]]) -> tuple[bytes, str]:
             [
                 ("documentType", b"passport", None),
                 ("file", b"%PDF-1.4\n%%EOF\n", "../../../etc/cron.d/x"),
+            ],
+            201,
+        ),
+        (
+            "a NUL in the file name",
+            [
+                ("documentType", b"passport", None),
+                ("file", b"%PDF-1.4\n%%EOF\n", "utf-8''scan%00.pdf"),
             ],
             201,
         ),
