@@ -260,7 +260,7 @@ async def _read_upload(
             if part.name == "documentType":
                 document_type = (await _read_capped(part, 64)).decode(errors="replace")
             elif part.name == "file":
-                filename = (part.filename or "")[:255] or None
+                filename = (part.filename or "").replace("\x00", "")[:255] or None
                 content = await _read_capped(part, max_bytes)
             else:
                 await part.release()
