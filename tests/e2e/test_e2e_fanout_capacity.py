@@ -112,10 +112,19 @@ async def test_dropped_polls_free_their_places_and_memory_stays_flat(
                 return answer.status, await answer.json(), time.monotonic() - started
 
         async def until_waiting(count: int, timeout_s: float) -> None:
-            async def probe() -> bool:
-                return await waiting() == count
+            seen: list[int] = []
 
-            await poll_until(probe, f"{count} waiters", timeout_s)
+            async def probe() -> bool:
+                seen.append(await waiting())
+                return seen[-1] == count
+
+            try:
+                await poll_until(probe, f"{count} waiters", timeout_s)
+            except AssertionError as exc:
+                raise AssertionError(
+                    f"{exc}; counts seen {seen[-5:]}; fanout log:\n"
+                    + fanout.logs()[-3000:]
+                ) from exc
 
         memory: list[float] = []
         for seq in range(1, ROUNDS + 1):
