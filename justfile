@@ -44,3 +44,8 @@ tail-events *args:
 bench *args:
     bash bench/setup.sh
     uv run --group bench python -m bench.run {{args}}
+
+# soak on loopback: hundreds of polling browsers, steady writes, random disconnects;
+# checks once-in-order delivery and prints RSS (`just soak --duration 60`)
+soak *args:
+    PYTHONPATH=. uv run --frozen python scripts/soak.py {{args}}
