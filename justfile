@@ -45,7 +45,6 @@ bench *args:
     bash bench/setup.sh
     uv run --group bench python -m bench.run {{args}}
 
-# soak on loopback: hundreds of polling browsers, steady writes, random disconnects;
-# checks once-in-order delivery and prints RSS (`just soak --duration 60`)
+# soak: polling browsers, steady writes, random disconnects; checks delivery, prints RSS
 soak *args:
     PYTHONPATH=. uv run --frozen python scripts/soak.py {{args}}
