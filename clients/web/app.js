@@ -82,6 +82,12 @@ function selectedProperty() {
   return stored === "" ? null : Number(stored);
 }
 
+/** "2026-12-03" → "Dec 3", in the reader's locale (the date itself, no time zone shift). */
+function shortDate(/** @type {string} */ isoDate) {
+  const [year, month, day] = isoDate.split("-").map(Number);
+  return new Date(year, month - 1, day).toLocaleDateString(undefined, { month: "short", day: "numeric" });
+}
+
 function cell(/** @type {string} */ text, /** @type {string} */ className = "") {
   const td = document.createElement("td");
   td.textContent = text;
@@ -109,7 +115,7 @@ function render(/** @type {import("./src/store.js").GuestCheckIn[]} */ items) {
     const name = document.createElement("td");
     name.innerHTML = '<div class="name"></div><div class="sub"></div>';
     /** @type {HTMLElement} */ (name.firstChild).textContent = guest.fullName;
-    /** @type {HTMLElement} */ (name.lastChild).textContent = `${guest.numberOfGuests} guest(s) · ${guest.nationality}`;
+    /** @type {HTMLElement} */ (name.lastChild).textContent = `${guest.numberOfGuests} ${guest.numberOfGuests === 1 ? "guest" : "guests"} · ${guest.nationality}`;
     name.dataset.testid = "guest-name";
     const status = document.createElement("td");
     const badge = document.createElement("span");
@@ -126,8 +132,8 @@ function render(/** @type {import("./src/store.js").GuestCheckIn[]} */ items) {
     row.append(
       name,
       cell(guest.roomNumber),
-      cell(propertyName(guest.propertyId), "muted"),
-      cell(`${guest.checkInDate} → ${guest.expectedCheckoutDate}`),
+      cell(PROPERTY_NAMES[/** @type {1} */ (guest.propertyId)] ?? `Property ${guest.propertyId}`, "muted nowrap"),
+      cell(`${shortDate(guest.checkInDate)} → ${shortDate(guest.expectedCheckoutDate)}`, "nowrap"),
       status,
       cell(String(guest.documentCount ?? 0)),
       actions,

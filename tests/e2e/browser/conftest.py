@@ -8,6 +8,7 @@ through the gateway, exactly as a person would open the demo page.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import subprocess
@@ -204,3 +205,11 @@ def contexts(browser: Browser) -> Iterator[Contexts]:
     yield open_context
     for context in opened:
         context.close()
+
+
+@pytest.fixture(scope="session")
+def figures(artifacts: Path) -> Iterator[dict[str, object]]:
+    """Measurements the tests make, written to artifacts/browser-figures.json."""
+    measured: dict[str, object] = {}
+    yield measured
+    (artifacts / "browser-figures.json").write_text(json.dumps(measured, indent=2))

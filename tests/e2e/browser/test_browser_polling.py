@@ -42,7 +42,11 @@ def answer_empty_at_once(route: Route) -> None:
 )
 @pytest.mark.parametrize("who_logs_out", ["follower", "leader"])
 def test_logout_in_one_tab_aborts_every_poll_and_nothing_is_sent_afterwards(
-    contexts: Contexts, system: System, init_script: str, who_logs_out: str
+    contexts: Contexts,
+    system: System,
+    init_script: str,
+    who_logs_out: str,
+    figures: dict[str, object],
 ) -> None:
     context = contexts(init_script)
     first = DemoTab.open(context, system.url)
@@ -65,6 +69,8 @@ def test_logout_in_one_tab_aborts_every_poll_and_nothing_is_sent_afterwards(
     logout_at = (actor.status() or {}).get("signedOutAt")
     aborted_at = (leader.status() or {}).get("pollAbortedAt")
     assert logout_at is not None and aborted_at is not None
+    relay = "storage" if init_script else "broadcast"
+    figures[f"logout_to_abort_ms_{who_logs_out}_{relay}"] = aborted_at - logout_at
     assert aborted_at - logout_at < 200, f"aborted {aborted_at - logout_at} ms later"
     assert leader.subscribes[-1].failure is not None  # aborted, not answered
 
@@ -79,7 +85,7 @@ def test_logout_in_one_tab_aborts_every_poll_and_nothing_is_sent_afterwards(
 
 
 def test_idle_polls_last_the_hold_and_a_fast_empty_answer_is_followed_by_a_pause(
-    contexts: Contexts, system: System
+    contexts: Contexts, system: System, figures: dict[str, object]
 ) -> None:
     context = contexts("")
     tab = DemoTab.open(context, system.url, "?telemetry=1")
@@ -101,6 +107,8 @@ def test_idle_polls_last_the_hold_and_a_fast_empty_answer_is_followed_by_a_pause
     wait_until(lambda: tab.subscribes and answered, "a fast empty answer", HOLD_S + 2)
     wait_until(lambda: tab.subscribes_since(answered[0] + 0.01), "the next poll", 7)
     pause = tab.subscribes_since(answered[0] + 0.01)[0].sent_at - answered[0]
+    figures["idle_poll_durations_s"] = [round(d, 2) for d in held]
+    figures["fast_empty_pause_s"] = round(pause, 2)
     assert 2.0 <= pause <= 5.5, pause
 
     # FC-13: the sampled session's records reach telemetry-ingest through the gateway.
@@ -110,7 +118,7 @@ def test_idle_polls_last_the_hold_and_a_fast_empty_answer_is_followed_by_a_pause
 
 
 def test_fast_empty_answers_and_errors_are_not_hammered(
-    contexts: Contexts, system: System
+    contexts: Contexts, system: System, figures: dict[str, object]
 ) -> None:
     context = contexts("")
     tabs = [DemoTab.open(context, system.url)]
@@ -121,6 +129,7 @@ def test_fast_empty_answers_and_errors_are_not_hammered(
     since = time.monotonic()
     tabs[0].pump(12)
     fast = sum(len(tab.subscribes_since(since)) for tab in tabs)
+    figures["polls_in_12s_of_fast_empty_answers_two_tabs"] = fast
     assert fast <= 4, f"{fast} polls in 12 s of fast empty answers"
 
     context.unroute(f"**{SUBSCRIBE}*", answer_empty_at_once)
@@ -128,6 +137,7 @@ def test_fast_empty_answers_and_errors_are_not_hammered(
     since = time.monotonic()
     tabs[0].pump(12)
     failing = sum(len(tab.subscribes_since(since)) for tab in tabs)
+    figures["polls_in_12s_of_503_answers_two_tabs"] = failing
     assert 2 <= failing <= 8, f"{failing} polls in 12 s of 503 answers"
 
 
