@@ -163,3 +163,80 @@ def test_offline_stops_the_poll_and_online_resumes_it_and_refetches(
     wait_until(lambda: tab.subscribes_since(online_at), "polling again", 5)
     assert [at for at in tab.list_requests if at >= online_at], "no refetch"
     wait_until(lambda: guest in tab.guest_ids(), "the guest after online", 3)
+
+
+def test_a_504_from_a_proxy_is_a_passing_error_and_the_next_change_still_shows(
+    contexts: Contexts, system: System
+) -> None:
+    context = contexts("")
+    tab = DemoTab.open(context, system.url)
+    org = new_org()
+    tab.sign_in(org)
+    wait_until(lambda: poll_in_flight(tab), "a poll in flight")
+    cursor_before = (tab.status() or {}).get("position")
+    failed: list[float] = []
+
+    def gateway_timeout(route: Route) -> None:
+        failed.append(time.monotonic())
+        route.fulfill(status=504, body="gateway timeout")
+        if len(failed) == 2:
+            context.unroute(f"**{SUBSCRIBE}*", gateway_timeout)
+
+    context.route(f"**{SUBSCRIBE}*", gateway_timeout)
+    wait_until(lambda: tab.subscribes and len(failed) == 2, "two 504s", HOLD_S + 6)
+    assert failed[1] - failed[0] >= 1.0  # backed off, not hammered
+    guest = create_guest(system.url, org, 1, "Guest After 504")
+    wait_until(lambda: guest in tab.guest_ids(), "the guest after the 504s", 8)
+    assert (tab.status() or {}).get("position", 0) >= (cursor_before or 0)
+    assert [e for e in tab.console_errors if "504" not in e] == []
+
+
+def test_a_401_asks_for_a_fresh_token_once_then_stops_and_says_so(
+    contexts: Contexts, system: System
+) -> None:
+    context = contexts("")
+    tab = DemoTab.open(context, system.url)
+    tab.sign_in(new_org())
+    wait_until(lambda: poll_in_flight(tab), "a poll in flight")
+    context.route(
+        f"**{SUBSCRIBE}*",
+        lambda route: route.fulfill(
+            status=401,
+            content_type="application/json",
+            body='{"error": "invalid_token", "detail": "expired"}',
+        ),
+    )
+    wait_until(lambda: shows_signed_out(tab), "the signed-out state", HOLD_S + 4)
+    assert "expired" in (tab.page.text_content("#signed-out-reason") or "")
+    stopped_at = time.monotonic()
+    tab.pump(3)
+    refused = [r for r in tab.subscribes if r.sent_at < stopped_at]
+    assert 1 <= len([r for r in refused if r.ended_at and r.failure is None]) <= 3
+    assert tab.subscribes_since(stopped_at) == []
+
+
+def test_a_hidden_leader_hands_over_to_a_visible_tab(
+    contexts: Contexts, system: System
+) -> None:
+    context = contexts("")
+    first = DemoTab.open(context, system.url)
+    first.sign_in(new_org())
+    second = DemoTab.open(context, system.url)
+    second.wait_started()
+    tabs = [first, second]
+    wait_until(lambda: [t.role() for t in tabs].count("leader") == 1, "one leader")
+    [leader] = [tab for tab in tabs if tab.role() == "leader"]
+    [other] = [tab for tab in tabs if tab is not leader]
+    # Headless pages are all "visible"; make the leader's page report hidden, as a
+    # background tab would.
+    leader.page.evaluate(
+        """() => {
+          Object.defineProperty(document, "visibilityState", {get: () => "hidden"});
+          Object.defineProperty(document, "hidden", {get: () => true});
+          document.dispatchEvent(new Event("visibilitychange"));
+        }"""
+    )
+    hidden_at = time.monotonic()
+    wait_until(lambda: other.role() == "leader", "the visible tab to lead", 3)
+    wait_until(lambda: other.subscribes_since(hidden_at), "the visible tab's poll", 3)
+    wait_until(lambda: leader.role() == "follower", "the hidden tab to follow", 3)
