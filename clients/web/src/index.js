@@ -179,8 +179,15 @@ export function createGuestCheckInRealtime(options) {
     elector.stop();
     store.close();
     telemetry.close();
+    removeListeners();
     report();
     options.onSignedOut?.(reason);
+  }
+
+  /** Every listener and the relay, undone (messages already posted still arrive). */
+  function removeListeners() {
+    while (cleanups.length) cleanups.pop()?.();
+    channel.close();
   }
 
   function listen(/** @type {EventTarget} */ target, /** @type {string} */ type, /** @type {EventListener} */ fn) {
@@ -269,8 +276,7 @@ export function createGuestCheckInRealtime(options) {
       elector.stop();
       store.close();
       telemetry.close();
-      channel.close();
-      while (cleanups.length) cleanups.pop()?.();
+      removeListeners();
     },
   };
 }
