@@ -141,6 +141,26 @@ async def write(
         await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
 
+async def delivery_latency(
+    http: aiohttp.ClientSession, fanout: ServiceProcess
+) -> dict[str, str]:
+    """The fanout's delivery latency p50 and p99, as histogram bucket bounds."""
+    async with http.get(fanout.url + "/metrics") as answer:
+        text = await answer.text()
+    prefix = 'fanout_delivery_latency_seconds_bucket{le="'
+    buckets = [
+        (line[len(prefix) :].split('"')[0], float(line.split()[-1]))
+        for line in text.splitlines()
+        if line.startswith(prefix)
+    ]
+    total = buckets[-1][1] if buckets else 0.0
+    found = {}
+    for name, share in (("p50", 0.5), ("p99", 0.99)):
+        bound = next((le for le, count in buckets if count >= share * total), "-")
+        found[name] = f"<={bound}s"
+    return found
+
+
 async def records_of(http: aiohttp.ClientSession, api: ServiceProcess, org: int) -> Any:
     """Every record of the org and the list's position, page by page."""
     staff = Staff(http, api, api, org)
@@ -239,9 +259,12 @@ async def run(
         rss_start = {"checkin-api": rss_mb(api), "realtime-fanout": rss_mb(fanout)}
         writes = Writes()
         started = time.monotonic()
-        writer = asyncio.create_task(write(http, api, orgs, args.rate, stop, writes))
+        stop_writes = asyncio.Event()
+        writer = asyncio.create_task(
+            write(http, api, orgs, args.rate, stop_writes, writes)
+        )
         await asyncio.sleep(args.duration)
-        stop.set()
+        stop_writes.set()
         await writer
         wrote_for = time.monotonic() - started
 
@@ -250,8 +273,12 @@ async def run(
         async def caught_up() -> bool:
             return all(b.follower.cursor >= finals[b.org][0] for b in browsers)
 
+        catching_up = time.monotonic()
         with contextlib.suppress(AssertionError):  # the checks below name who lags
-            await poll_until(caught_up, "every browser caught up", args.wait + 20)
+            await poll_until(caught_up, "every browser caught up", args.wait + 30)
+        catch_up_s = time.monotonic() - catching_up
+        latency = await delivery_latency(http, fanout)
+        stop.set()
         for task in polling:
             task.cancel()
         await asyncio.gather(*polling, return_exceptions=True)
@@ -275,6 +302,9 @@ async def run(
         "disconnects": sum(b.disconnects for b in browsers),
         "resyncs": sum(len(b.follower.resyncs) for b in browsers),
         "events_delivered": delivered,
+        "catch_up_s": round(catch_up_s, 1),
+        "delivery_latency_p50": latency["p50"],
+        "delivery_latency_p99": latency["p99"],
         "problems": len(problems),
     }
     for name, value in report.items():
