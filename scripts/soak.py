@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import sys
 import time
@@ -161,6 +162,18 @@ async def delivery_latency(
     return found
 
 
+async def sample_outbox_lag(
+    http: aiohttp.ClientSession, api: ServiceProcess, samples: list[float]
+) -> None:
+    """Every second, the age of the API's oldest unpublished outbox event."""
+    while True:
+        async with http.get(api.url + "/metrics") as answer:
+            for line in (await answer.text()).splitlines():
+                if line.startswith("checkin_outbox_lag_seconds "):
+                    samples.append(float(line.split()[1]))
+        await asyncio.sleep(1.0)
+
+
 async def records_of(http: aiohttp.ClientSession, api: ServiceProcess, org: int) -> Any:
     """Every record of the org and the list's position, page by page."""
     staff = Staff(http, api, api, org)
@@ -259,6 +272,8 @@ async def run(
         rss_start = {"checkin-api": rss_mb(api), "realtime-fanout": rss_mb(fanout)}
         writes = Writes()
         started = time.monotonic()
+        outbox_lag: list[float] = []
+        sampler = asyncio.create_task(sample_outbox_lag(http, api, outbox_lag))
         stop_writes = asyncio.Event()
         writer = asyncio.create_task(
             write(http, api, orgs, args.rate, stop_writes, writes)
@@ -279,6 +294,7 @@ async def run(
         catch_up_s = time.monotonic() - catching_up
         latency = await delivery_latency(http, fanout)
         stop.set()
+        sampler.cancel()
         for task in polling:
             task.cancel()
         await asyncio.gather(*polling, return_exceptions=True)
@@ -305,6 +321,7 @@ async def run(
         "catch_up_s": round(catch_up_s, 1),
         "delivery_latency_p50": latency["p50"],
         "delivery_latency_p99": latency["p99"],
+        "outbox_lag_max_s": round(max(outbox_lag, default=0.0), 2),
         "problems": len(problems),
     }
     for name, value in report.items():
@@ -314,6 +331,7 @@ async def run(
             f"rss_mb service={service} start={rss_start[service]:.1f} "
             f"end={rss_end[service]:.1f}"
         )
+    print("load_average=" + " ".join(f"{load:.2f}" for load in os.getloadavg()))
     for problem in problems[:20]:
         print(f"problem: {problem}")
     return 1 if problems else 0
