@@ -11,6 +11,7 @@ includes the broker hop, as it does in production.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -32,6 +34,11 @@ from tests.support.tokens import AUTH_ENV, token
 logger = logging.getLogger(__name__)
 
 SUBSCRIBE_PATH = "/v1/guest-checkin/realtime/subscribe"
+UVLOOP_ENV = "BENCH_FANOUT_UVLOOP"
+UVLOOP_MAIN = (
+    "import uvloop; uvloop.install(); from realtime_fanout.__main__ import main; main()"
+)
+EXTRA_ENV = "BENCH_FANOUT_ENV"
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
@@ -83,9 +90,14 @@ class FanoutServer:
             "EVENTS_EXCHANGE": exchange,
             "MAX_WAITERS_PER_ORG": "25000",
             "LOG_LEVEL": "INFO",
+            **json.loads(os.environ.get(EXTRA_ENV, "{}")),
             **extra_env,
         }
         self.process: subprocess.Popen[bytes] | None = None
+        self.module_args = ["-m", "realtime_fanout"]
+        if os.environ.get(UVLOOP_ENV) == "1":
+            # The unchanged service on uvloop: an experiment, not a fork.
+            self.module_args = ["-c", UVLOOP_MAIN]
 
     @property
     def url(self) -> str:
@@ -99,7 +111,7 @@ class FanoutServer:
     def start(self, timeout_s: float = 30.0) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "realtime_fanout"],
+            [sys.executable, *self.module_args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -118,12 +130,23 @@ class FanoutServer:
             time.sleep(0.1)
         raise RuntimeError("fanout not ready:\n" + self.logs())
 
-    def metric(self, name: str) -> float:
-        """One unlabelled sample of the fanout's Prometheus text."""
-        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as answer:
-            for line in answer.read().decode().splitlines():
-                if line.startswith(name + " "):
-                    return float(line.split()[1])
+    def metric(self, name: str, tries: int = 6) -> float:
+        """One unlabelled sample of the fanout's Prometheus text.
+
+        A fanout busy accepting thousands of polls may answer late: a timed-out
+        read is tried again (``tries`` times, 5 s each) before it fails.
+        """
+        for attempt in range(tries):
+            try:
+                with urllib.request.urlopen(self.url + "/metrics", timeout=5) as answer:
+                    text = answer.read().decode()
+                break
+            except (TimeoutError, urllib.error.URLError):
+                if attempt == tries - 1:
+                    raise
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
         return 0.0
 
     def logs(self) -> str:

@@ -44,6 +44,9 @@ http {{
     nchan_shared_memory_size 256M;
     server {{
         listen 127.0.0.1:{port} backlog=4096;
+        location = /nchan_status {{
+            nchan_stub_status;
+        }}
         location ~ ^/sub/(\\d+)$ {{
             nchan_subscriber longpoll;
             nchan_channel_id $1;
@@ -135,6 +138,14 @@ class NchanServer:
         worker = self.worker_pid()
         master = [self.process.pid] if self.process is not None else []
         return master + ([worker] if worker is not None else [])
+
+    def subscribers(self) -> int:
+        """Every subscriber Nchan holds right now, over all channels."""
+        with urllib.request.urlopen(self.url + "/nchan_status", timeout=5) as answer:
+            for line in answer.read().decode().splitlines():
+                if line.startswith("subscribers:"):
+                    return int(line.split(":")[1])
+        return 0
 
     def logs(self) -> str:
         parts = []

@@ -1,8 +1,9 @@
 """Profile the fanout under one bench scenario with py-spy: where the time goes.
 
-``python -m bench.profile <scenario>`` with ``idle``, ``latency``, ``throughput`` or
-``many_orgs`` starts a fresh fanout, runs a small version of that scenario while
-``py-spy record`` samples the fanout process, and prints the functions with the most
+``python -m bench.profile <scenario>`` with ``idle``, ``latency``, ``throughput``,
+``many_orgs`` or ``api`` starts a fresh fanout, runs a small version of that scenario
+while ``py-spy record`` samples the fanout process (``api``: the check-in API under
+32 concurrent writers), and prints the functions with the most
 samples: by own time (the frame on top of the stack) and by total time (anywhere on
 the stack). The collapsed stacks are kept in ``bench/results/profile-<scenario>.txt``
 for a flame graph.
@@ -39,7 +40,37 @@ logger = logging.getLogger(__name__)
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+async def profile_api(top: int) -> str:
+    """The check-in API under 32 concurrent writers, sampled by py-spy."""
+    from bench.wholepath import api_writes, checkin_api
+
+    exchange = bench_exchange()
+    raw = RESULTS / "profile-api.txt"
+    with checkin_api(exchange) as api:
+        server = FanoutServer(exchange, api.url, {})
+        await asyncio.to_thread(server.start)
+        assert api.process is not None
+        command = ["py-spy", "record", "--pid", str(api.process.pid), "--rate", "200"]
+        command += ["--format", "raw", "--output", str(raw), "--nonblocking"]
+        spy = subprocess.Popen(  # noqa: ASYNC220 - started once, stopped by signal
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            await api_writes(api, server, 8.0, 32)
+        finally:
+            spy.send_signal(signal.SIGINT)
+            try:
+                spy.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+            await asyncio.to_thread(server.stop)
+    await delete_exchange(exchange)
+    return summarise(raw, top)
+
+
 async def profile(scenario: str, top: int) -> str:
+    if scenario == "api":
+        return await profile_api(top)
     exchange = bench_exchange()
     stub = PositionStub()
     await stub.start()
@@ -58,7 +89,7 @@ async def profile(scenario: str, top: int) -> str:
         if scenario == "idle":
             await idle_capacity(target, [3000], 10.0)
         elif scenario == "latency":
-            await fanout_latency(target, 1000, 5, org=100)
+            await fanout_latency(target, 5000, 5, org=100)
         elif scenario == "throughput":
             await consumption(server, publisher, 200, 20)
         elif scenario == "many_orgs":
@@ -111,7 +142,7 @@ def short(frame: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "scenario", choices=["idle", "latency", "throughput", "many_orgs"]
+        "scenario", choices=["idle", "latency", "throughput", "many_orgs", "api"]
     )
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.fanout import (
+    EXTRA_ENV,
+    UVLOOP_ENV,
     BenchPublisher,
     FanoutServer,
     PositionStub,
@@ -32,6 +35,7 @@ from bench.nchan import NchanServer, nchan_installed
 from bench.report import machine, write_plot, write_table
 from bench.scenarios import (
     consumption,
+    consumption_only,
     fanout_latency,
     fanout_target,
     idle_capacity,
@@ -53,6 +57,7 @@ class Plan:
 
     idle_steps: list[int]
     idle_window_s: float
+    idle_cycle_s: float  # CPU window of the last step: a whole hold cycle (25 s)
     latency_subscribers: list[int]
     latency_rounds: int
     many_orgs: tuple[int, int, float, float]  # orgs, polls per org, rate, seconds
@@ -65,10 +70,11 @@ class Plan:
 FULL = Plan(
     idle_steps=[1000, 5000, 10000, 20000],
     idle_window_s=5.0,
+    idle_cycle_s=26.0,
     latency_subscribers=[100, 1000, 5000],
     latency_rounds=20,
     many_orgs=(500, 4, 200.0, 10.0),
-    consumption=(1000, 40),
+    consumption=(500, 20),
     api_seconds=10.0,
     whole_path=(1000, 100, 100.0, 10.0),
     overload=(20, 50.0, 12.0, 5.0),
@@ -76,6 +82,7 @@ FULL = Plan(
 QUICK = Plan(
     idle_steps=[1000, 3000],
     idle_window_s=2.0,
+    idle_cycle_s=0.0,
     latency_subscribers=[100, 1000],
     latency_rounds=4,
     many_orgs=(100, 4, 100.0, 3.0),
@@ -89,15 +96,22 @@ QUICK = Plan(
 class Recorder:
     """Collects results, appends each as one JSON line as soon as it is measured."""
 
-    def __init__(self, run_id: str, quick: bool) -> None:
+    def __init__(self, run_id: str, quick: bool, variant: str) -> None:
         self.run_id = run_id
         self.quick = quick
+        self.variant = variant
         self.results: list[dict[str, Any]] = []
         RESULTS.mkdir(parents=True, exist_ok=True)
 
     def add(self, result: dict[str, Any]) -> None:
         load = Path("/proc/loadavg").read_text().split()[0]
-        result = {"run": self.run_id, "quick": self.quick, **result, "load1": load}
+        result = {
+            "run": self.run_id,
+            "quick": self.quick,
+            "variant": self.variant,
+            **result,
+            "load1": load,
+        }
         self.results.append(result)
         with (RESULTS / "results.jsonl").open("a") as out:
             out.write(json.dumps(result) + "\n")
@@ -137,7 +151,9 @@ async def run(plan: Plan, recorder: Recorder, only: set[str] | None) -> None:
             if wanted("idle"):
                 await recorder.attempt(
                     "idle_capacity",
-                    lambda: idle_capacity(target, plan.idle_steps, plan.idle_window_s),
+                    lambda: idle_capacity(
+                        target, plan.idle_steps, plan.idle_window_s, plan.idle_cycle_s
+                    ),
                 )
             for number, subscribers in enumerate(plan.latency_subscribers):
                 if wanted("latency"):
@@ -162,6 +178,7 @@ async def run(plan: Plan, recorder: Recorder, only: set[str] | None) -> None:
                         fanout_target(server, publisher),
                         plan.idle_steps,
                         plan.idle_window_s,
+                        plan.idle_cycle_s,
                     ),
                 ),
             )
@@ -188,6 +205,10 @@ async def run(plan: Plan, recorder: Recorder, only: set[str] | None) -> None:
                 await recorder.attempt(
                     "throughput_fanout",
                     lambda: consumption(server, publisher, *plan.consumption),
+                )
+                await recorder.attempt(
+                    "throughput_fanout_consume_only",
+                    lambda: consumption_only(server, publisher, *plan.consumption),
                 )
 
         await fanout_phase(exchange, stub, measure)
@@ -253,19 +274,42 @@ def main() -> None:
         help="comma-separated: idle,latency,many_orgs,overload,throughput,api,"
         "whole_path",
     )
+    parser.add_argument(
+        "--variant",
+        default="as-is",
+        help="label of the fanout variant in the results (see --uvloop, --fanout-env)",
+    )
+    parser.add_argument(
+        "--uvloop", action="store_true", help="run the unchanged fanout on uvloop"
+    )
+    parser.add_argument(
+        "--fanout-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment of the fanout, e.g. OTEL_SDK_DISABLED=true",
+    )
     args = parser.parse_args()
+    if args.uvloop:
+        os.environ[UVLOOP_ENV] = "1"
+    os.environ[EXTRA_ENV] = json.dumps(
+        dict(item.split("=", 1) for item in args.fanout_env)
+    )
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
     )
     raise_open_files_limit()
     run_id = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    recorder = Recorder(run_id, args.quick)
+    recorder = Recorder(run_id, args.quick, args.variant)
     only = set(args.only.split(",")) if args.only else None
     started = time.monotonic()
     asyncio.run(run(QUICK if args.quick else FULL, recorder, only))
     duration = time.monotonic() - started
-    table = write_table(recorder.results, machine(), run_id, args.quick, duration)
-    write_plot(recorder.results, RESULTS / "latency.png")
+    table = write_table(
+        recorder.results, machine(), run_id, args.quick, duration, args.variant
+    )
+    plot = "latency.png" if args.variant == "as-is" else f"latency-{args.variant}.png"
+    write_plot(recorder.results, RESULTS / plot)
     sys.stdout.write(table)
 
 

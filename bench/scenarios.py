@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
 import time
 import urllib.request
@@ -37,6 +38,7 @@ class Target:
     waiting: Callable[[int], int]  # org -> polls the server holds for it
     publish: Callable[[int, int], Awaitable[int]]  # (org, seq) -> sent at (ns)
     spec: Callable[[int], dict[str, Any]]  # org -> load-client poll spec
+    held: Callable[[], int]  # polls the server holds, over all orgs
 
 
 def nchan_target(server: NchanServer) -> Target:
@@ -63,7 +65,13 @@ def nchan_target(server: NchanServer) -> Target:
         return {"kind": "nchan", "path": f"/sub/{org}", "org": org, "token": None}
 
     return Target(
-        "nchan", server.port, ProcessProbe(server.pids()), waiting, publish, spec
+        "nchan",
+        server.port,
+        ProcessProbe(server.pids()),
+        waiting,
+        publish,
+        spec,
+        server.subscribers,
     )
 
 
@@ -83,6 +91,7 @@ def fanout_target(server: FanoutServer, publisher: BenchPublisher) -> Target:
         waiting,
         publish,
         fanout_poll_spec,
+        lambda: int(server.metric("fanout_waiters")),
     )
 
 
@@ -94,17 +103,54 @@ async def wait_waiting(target: Target, org: int, count: int, timeout_s: float) -
     deadline = time.monotonic() + timeout_s
     seen = 0
     while time.monotonic() < deadline:
-        seen = await asyncio.to_thread(target.waiting, org)
+        try:
+            seen = await asyncio.to_thread(target.waiting, org)
+        except OSError:
+            seen = -1
         if seen >= count:
             return seen
         await asyncio.sleep(0.1)
     return seen
 
 
+def open_files(pids: Any) -> int:
+    """File descriptors the server processes have open (sockets included)."""
+    return sum(len(os.listdir(f"/proc/{pid}/fd")) for pid in pids)
+
+
+async def wait_held(target: Target, count: int, timeout_s: float) -> int:
+    """Wait until the server itself holds ``count`` polls (accepted, registered)."""
+    deadline = time.monotonic() + timeout_s
+    held = 0
+    while time.monotonic() < deadline:
+        held = await held_now(target)
+        if held >= count:
+            break
+        await asyncio.sleep(0.2)
+    return held
+
+
+async def held_now(target: Target) -> int:
+    """The server's own count of held polls; -1 when it does not answer (a server
+    out of file descriptors cannot accept the question)."""
+    try:
+        return await asyncio.to_thread(target.held)
+    except OSError:
+        return -1
+
+
 async def idle_capacity(
-    target: Target, steps: list[int], window_s: float, orgs_per_1000: int = 10
+    target: Target,
+    steps: list[int],
+    window_s: float,
+    cycle_window_s: float = 0.0,
+    orgs_per_1000: int = 10,
 ) -> list[dict[str, Any]]:
-    """Held polls at each step: RSS per poll over the baseline, CPU while idle."""
+    """Held polls at each step: RSS per poll over the baseline, CPU while idle.
+
+    The idle CPU window of the last step can be a whole hold cycle
+    (``cycle_window_s``), so that it includes every poll's renewal after its hold.
+    """
     results = []
     pool = await ClientPool.start(max(steps))
     try:
@@ -117,24 +163,37 @@ async def idle_capacity(
             ]
             opened = await pool.open("127.0.0.1", target.port, specs)
             held = step
-            await pool.wait_waiting(held, timeout_s=30)
+            await pool.wait_waiting(step, timeout_s=30)
+            await wait_held(target, step, timeout_s=30)
             await asyncio.sleep(1.0)
+            window = (
+                cycle_window_s if step == steps[-1] and cycle_window_s else window_s
+            )
             cpu_before, client_before = target.probe.cpu_s(), await pool.stats()
-            await asyncio.sleep(window_s)
+            await asyncio.sleep(window)
             cpu_after, client_after = target.probe.cpu_s(), await pool.stats()
             rss_kb = target.probe.rss_kb()
+            server_held = await held_now(target)
+            fds = open_files(target.probe.pids)
             results.append(
                 {
                     "scenario": "idle_capacity",
                     "target": target.name,
                     "polls": step,
-                    "held": client_after["waiting"],
+                    "held": server_held,
+                    "client_open": client_after["waiting"],
+                    "server_open_files": fds,
                     "open_seconds": opened["seconds"],
                     "rss_mb": round(rss_kb / 1024, 1),
-                    "rss_per_poll_kb": round((rss_kb - baseline_kb) / step, 2),
-                    "idle_cpu_pct": round(100 * (cpu_after - cpu_before) / window_s, 2),
+                    "rss_per_poll_kb": round(
+                        (rss_kb - baseline_kb)
+                        / max(1, server_held if server_held > 0 else step),
+                        2,
+                    ),
+                    "idle_window_s": window,
+                    "idle_cpu_pct": round(100 * (cpu_after - cpu_before) / window, 2),
                     "client_cpu_pct": round(
-                        100 * client_cpu(client_before, client_after) / window_s, 2
+                        100 * client_cpu(client_before, client_after) / window, 2
                     ),
                     "errors": client_after["errors"],
                 }
@@ -233,7 +292,7 @@ async def many_orgs(
             )
         for org, seq, task in pending:
             sent_at[(org, seq)] = await task
-        answers = await collect_all(pool, polls_per_org * total, timeout_s=10)
+        answers = await collect_all(pool, polls_per_org * total, timeout_s=30)
         cpu = target.probe.cpu_s() - cpu_before
         client_after = await pool.stats()
     finally:
@@ -359,6 +418,54 @@ async def consumption(
         "server_cpu_per_event_us": round(1e6 * cpu / max(1, total), 1),
         "client_cpu_s": client_cpu(client_before, client_after),
         "errors": client_after["errors"],
+    }
+    logger.info("result %s", result)
+    return result
+
+
+async def consumption_only(
+    server: FanoutServer, publisher: BenchPublisher, orgs: int, events_per_org: int
+) -> dict[str, Any]:
+    """Events/s the fanout consumes into its buffers with no poll waiting.
+
+    The same paused-backlog method as ``consumption``; the clock runs until the
+    fanout's ``fanout_events_total`` has counted the whole backlog.
+    """
+    first_org = 40000
+    org_ids = [first_org + i for i in range(orgs)]
+    total = orgs * events_per_org
+    consumed_before = server.metric("fanout_events_total")
+    events = [publisher.event(org) for _ in range(events_per_org) for org in org_ids]
+    server.pause()
+    try:
+        semaphore = asyncio.Semaphore(500)
+
+        async def publish_one(event: Any) -> None:
+            async with semaphore:
+                await publisher.publisher.publish(event)
+
+        await asyncio.gather(*(publish_one(event) for event in events))
+    finally:
+        cpu_before = cpu_s(server.pid)
+        started = time.monotonic()
+        server.resume()
+    consumed = 0.0
+    deadline = started + 60
+    while consumed < total and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        consumed = await asyncio.to_thread(server.metric, "fanout_events_total")
+        consumed -= consumed_before
+    seconds = time.monotonic() - started
+    cpu = cpu_s(server.pid) - cpu_before
+    result = {
+        "scenario": "throughput_fanout_consume_only",
+        "target": "fanout",
+        "orgs": orgs,
+        "events": total,
+        "consumed": int(consumed),
+        "drain_s": round(seconds, 3),
+        "consume_per_s": round(consumed / seconds),
+        "server_cpu_per_event_us": round(1e6 * cpu / max(1, consumed), 1),
     }
     logger.info("result %s", result)
     return result
