@@ -86,6 +86,14 @@ def rss_mb(process: ServiceProcess) -> float:
     return int(line.split()[1]) / 1024
 
 
+def cpu_s(process: ServiceProcess) -> float:
+    """CPU seconds (user and system) a service process used so far."""
+    assert process.process is not None
+    fields = Path(f"/proc/{process.process.pid}/stat").read_text().rsplit(")", 1)[1]
+    user, system = fields.split()[11:13]
+    return (int(user) + int(system)) / os.sysconf("SC_CLK_TCK")
+
+
 async def browse(browser: Browser, disconnect: float, stop: asyncio.Event) -> None:
     """Poll until stopped; now and then drop a poll mid-wait and poll again."""
     while not stop.is_set():
@@ -270,6 +278,8 @@ async def run(
         ]
         await asyncio.sleep(2.0)
         rss_start = {"checkin-api": rss_mb(api), "realtime-fanout": rss_mb(fanout)}
+        cpu_start = {"checkin-api": cpu_s(api), "realtime-fanout": cpu_s(fanout)}
+        soak_cpu_start = time.process_time()
         writes = Writes()
         started = time.monotonic()
         outbox_lag: list[float] = []
@@ -299,6 +309,8 @@ async def run(
             task.cancel()
         await asyncio.gather(*polling, return_exceptions=True)
         rss_end = {"checkin-api": rss_mb(api), "realtime-fanout": rss_mb(fanout)}
+        cpu_end = {"checkin-api": cpu_s(api), "realtime-fanout": cpu_s(fanout)}
+        soak_cpu = time.process_time() - soak_cpu_start
 
     problems = list(writes.failures)
     for org in orgs:
@@ -329,8 +341,10 @@ async def run(
     for service in rss_start:
         print(
             f"rss_mb service={service} start={rss_start[service]:.1f} "
-            f"end={rss_end[service]:.1f}"
+            f"end={rss_end[service]:.1f} "
+            f"cpu_s={cpu_end[service] - cpu_start[service]:.1f}"
         )
+    print(f"cpu_s service=soak-client {soak_cpu:.1f}")
     print("load_average=" + " ".join(f"{load:.2f}" for load in os.getloadavg()))
     for problem in problems[:20]:
         print(f"problem: {problem}")
