@@ -96,6 +96,7 @@ class OutboxRelay:
             while not await connection.fetchval(
                 "SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY
             ):
+                self._wake.clear()
                 await self._sleep_until_woken(self._settings.relay_sweep_s)
             self.is_leader = True
             logger.info("relay leading")
@@ -151,8 +152,18 @@ class OutboxRelay:
             shard_count=self._settings.shard_count,
             timeout_s=self._settings.publish_timeout_s,
         )
+        # Shielded: a connection cancelled half-way (the API shutting down) would
+        # otherwise be left to aio-pika's reconnect loop, which outlives the task.
+        connecting = asyncio.ensure_future(publisher.connect())
         try:
-            await publisher.connect()
+            await asyncio.shield(connecting)
+        except asyncio.CancelledError:
+            # Let the attempt end by itself (it is bounded by its own timeout),
+            # then close what it opened.
+            await asyncio.wait({connecting}, timeout=self._settings.publish_timeout_s)
+            with contextlib.suppress(Exception):
+                await publisher.close()
+            raise
         except Exception as exc:
             with contextlib.suppress(Exception):
                 await publisher.close()
