@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import subprocess
@@ -25,6 +26,8 @@ from tests.faults.conftest import Stack
 from tests.support.polling import poll_until
 from tests.support.processes import ServiceProcess
 from tests.support.realtime import Follower, Staff
+
+logger = logging.getLogger(__name__)
 
 WRITES_DURING_OUTAGE = 5
 
@@ -94,6 +97,9 @@ async def ride_out_outage(
     with contextlib.suppress(asyncio.CancelledError):
         await following
     follower.check(last)
+    logger.info(
+        "outage ridden out seqs=%s resyncs=%s", follower.seqs(), follower.resyncs
+    )
     assert set(follower.seqs()) >= {last - 1, last}, follower.seqs()
     assert api.process is not None and api.process.poll() is None
     assert fanout.process is not None and fanout.process.poll() is None
