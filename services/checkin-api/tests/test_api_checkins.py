@@ -298,22 +298,28 @@ def _signed(payload: dict[str, Any], key: str = TEST_SECRET, alg: str = "HS256")
     [
         lambda org: token(org, ttl_s=-60),
         lambda org: _signed(
-            {"sub": "u", "orgId": org, "role": "ADMIN", "exp": time.time() + 60},
+            {"sub": "u", "orgId": org, "role": "ADMIN", "exp": int(time.time()) + 60},
             key="another-secret-another-secret-another",
         ),
         lambda org: jwt.encode(
-            {"sub": "u", "orgId": org, "role": "ADMIN", "exp": time.time() + 60},
+            {"sub": "u", "orgId": org, "role": "ADMIN", "exp": int(time.time()) + 60},
             None,
             algorithm="none",
         ),
         lambda org: _signed(
-            {"sub": "u", "orgId": org, "role": "ADMIN", "iat": time.time() + 3600,
-             "exp": time.time() + 7200}
+            {"sub": "u", "orgId": org, "role": "ADMIN", "iat": int(time.time()) + 3600,
+             "exp": int(time.time()) + 7200}
         ),
         lambda org: _signed({"sub": "u", "orgId": org, "role": "ADMIN"}),
         lambda org: "not.a.token",
+        lambda org: _edited(token(org + 1), org),
+        lambda org: _signed(
+            {"sub": "u", "orgId": org, "role": "ADMIN", "exp": int(time.time()) + 60},
+            alg="HS512",
+        ),
     ],
-    ids=["expired", "wrong-key", "alg-none", "issued-in-future", "no-exp", "garbage"],
+    ids=["expired", "wrong-key", "alg-none", "issued-in-future", "no-exp", "garbage",
+         "payload-edited-to-another-org", "unpinned-algorithm"],
 )  # fmt: skip
 async def test_invalid_tokens_are_401(
     api: Client, org: int, make_token: Callable[[int], str]
@@ -324,6 +330,37 @@ async def test_invalid_tokens_are_401(
 
     assert answer.status == 401
     assert answer.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+
+
+def _edited(signed: str, org: int) -> str:
+    """The token with its payload swapped for another org's, signature kept."""
+    header, _, signature = signed.split(".")
+    forged = jwt.utils.base64url_encode(
+        json.dumps(
+            {"sub": "u", "orgId": org, "role": "ADMIN", "exp": int(time.time()) + 60}
+        ).encode()
+    ).decode()
+    return f"{header}.{forged}.{signature}"
+
+
+async def test_a_token_issued_a_few_seconds_ahead_is_accepted(
+    api: Client, org: int
+) -> None:
+    early = _signed(
+        {
+            "sub": "u",
+            "orgId": org,
+            "role": "ADMIN",
+            "iat": int(time.time()) + 3,
+            "exp": int(time.time()) + 60,
+        }
+    )
+
+    answer = await api.get(
+        "/v1/guest-checkins", headers={"Authorization": f"Bearer {early}"}
+    )
+
+    assert answer.status == 200
 
 
 async def test_a_token_with_an_unknown_role_is_403(api: Client, org: int) -> None:
