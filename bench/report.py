@@ -90,14 +90,18 @@ def write_table(
         "| ratio | ours idle CPU % | Nchan idle CPU % | client CPU % (ours/Nchan) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for ours in pick(results, "idle_capacity", target="fanout"):
-        theirs = one(results, "idle_capacity", target="nchan", polls=ours["polls"])
+    steps = sorted({r["polls"] for r in pick(results, "idle_capacity") if "polls" in r})
+    for polls in steps:
+        ours = one(results, "idle_capacity", target="fanout", polls=polls)
+        theirs = one(results, "idle_capacity", target="nchan", polls=polls)
         lines.append(
-            f"| {ours['polls']} | {ours['held']} | {ours['rss_per_poll_kb']} "
+            f"| {polls} | {cell(ours.get('held'))} "
+            f"| {cell(ours.get('rss_per_poll_kb'))} "
             f"| {cell(theirs.get('held'))} | {cell(theirs.get('rss_per_poll_kb'))} "
-            f"| {ratio(ours['rss_per_poll_kb'], theirs.get('rss_per_poll_kb'))} "
-            f"| {ours['idle_cpu_pct']} | {cell(theirs.get('idle_cpu_pct'))} "
-            f"| {ours['client_cpu_pct']} / {cell(theirs.get('client_cpu_pct'))} |"
+            f"| {ratio(ours.get('rss_per_poll_kb'), theirs.get('rss_per_poll_kb'))} "
+            f"| {cell(ours.get('idle_cpu_pct'))} | {cell(theirs.get('idle_cpu_pct'))} "
+            f"| {cell(ours.get('client_cpu_pct'))} / "
+            f"{cell(theirs.get('client_cpu_pct'))} |"
         )
     lines += [
         "",

@@ -158,6 +158,8 @@ async def idle_capacity(
         held = 0
         org_count = max(1, max(steps) * orgs_per_1000 // 1000)
         for step in steps:
+            if results and results[-1]["held"] < 0:
+                break  # the server stopped answering: a larger step tells nothing
             specs = [
                 target.spec(1000 + (held + i) % org_count) for i in range(step - held)
             ]
