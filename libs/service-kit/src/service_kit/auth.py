@@ -68,7 +68,7 @@ class Claims(BaseModel):
     org_id: Annotated[int, Field(alias="orgId", ge=1, le=2**53, strict=True)]
     role: str | None = None
     property_ids: PropertyIds | None = Field(default=None, alias="propertyIds")
-    exp: int
+    exp: float
 
     def may_see_property(self, property_id: int) -> bool:
         """True when this user may see events and records of the property."""

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 from typing import Any
 
 import asyncpg
-from checkin_events import EventPublisher, PublishFailed, parse_event
+from checkin_events import EventPublisher, GuestEvent, PublishFailed, parse_event
+from opentelemetry import context, propagate
 
 from checkin_api import metrics
 from checkin_api.outbox import NOTIFY_CHANNEL
@@ -33,7 +35,8 @@ RELAY_LOCK_KEY = 7_305_202_602
 """The advisory lock that makes one relay per database the publishing leader."""
 
 _PENDING = """
-SELECT id, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1
+SELECT id, payload, trace_context FROM outbox
+WHERE published_at IS NULL ORDER BY id LIMIT $1
 """
 _BACKLOG = """
 SELECT count(*) AS pending,
@@ -133,7 +136,7 @@ class OutboxRelay:
             rows = await connection.fetch(_PENDING, self._settings.relay_batch_size)
             for row in rows:
                 event = parse_event(row["payload"])
-                await publisher.publish(event)
+                await _publish_in_write_trace(publisher, event, row["trace_context"])
                 await connection.execute(
                     "UPDATE outbox SET published_at = now() WHERE id = $1", row["id"]
                 )
@@ -198,3 +201,15 @@ class _Backoff:
 
     def reset(self) -> None:
         self._current = self._minimum
+
+
+async def _publish_in_write_trace(
+    publisher: EventPublisher, event: GuestEvent, trace_context: str | None
+) -> None:
+    """Publish with the trace context of the request that wrote the event."""
+    carrier = json.loads(trace_context) if trace_context else {}
+    token = context.attach(propagate.extract(carrier))
+    try:
+        await publisher.publish(event)
+    finally:
+        context.detach(token)

@@ -33,6 +33,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from checkin_events import GuestEvent
+from opentelemetry import trace
+from opentelemetry.trace import SpanContext
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +44,11 @@ Clock = Callable[[], float]
 
 @dataclass(frozen=True, slots=True)
 class BufferedEvent:
-    """One event as the buffer keeps it: its scope and its JSON, serialised once."""
+    """One event as the buffer keeps it: its scope and its JSON, serialised once.
+
+    ``trace_context`` is the span that consumed the event, so that the poll which
+    delivers it can continue the trace of the write that produced it.
+    """
 
     seq: int
     event_id: str
@@ -50,10 +56,12 @@ class BufferedEvent:
     timestamp: float
     arrived_at: float
     body: bytes
+    trace_context: SpanContext | None = None
 
     @classmethod
     def of(cls, event: GuestEvent, arrived_at: float) -> BufferedEvent:
         """Wrap a parsed event that arrived at ``arrived_at`` (monotonic seconds)."""
+        consumed_in = trace.get_current_span().get_span_context()
         return cls(
             seq=event.seq,
             event_id=str(event.event_id),
@@ -61,6 +69,7 @@ class BufferedEvent:
             timestamp=event.timestamp.timestamp(),
             arrived_at=arrived_at,
             body=event.to_json(),
+            trace_context=consumed_in if consumed_in.is_valid else None,
         )
 
 

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 
 from aiohttp import web
+from opentelemetry import trace
 from service_kit.auth import Claims, InvalidToken
 from service_kit.errors import ApiError
 from service_kit.web import authenticate
@@ -40,6 +41,7 @@ from realtime_fanout.waiters import (
 
 logger = logging.getLogger(__name__)
 poll_logger = logging.getLogger(__name__ + ".poll")
+tracer = trace.get_tracer(__name__)
 
 HUB_KEY = web.AppKey("hub", Hub)
 POSITIONS_KEY = web.AppKey("positions", PositionLearner)
@@ -96,6 +98,7 @@ async def subscribe(request: web.Request) -> web.Response:
         cursor = _optional_int(request, "lastEventId", minimum=0)
         properties = _property_filter(claims, property_id)
         answer = await _answer(request, claims, cursor, properties)
+        _trace_delivery(answer)
         record.events = len(answer.events)
         record.outcome = (
             "resync" if answer.resync else "events" if answer.events else "timeout"
@@ -112,6 +115,29 @@ async def subscribe(request: web.Request) -> web.Response:
         raise
     finally:
         _log_poll(request, record, started)
+
+
+def _trace_delivery(answer: Answer) -> None:
+    """One ``fanout.deliver`` span per answer with events, in the first event's trace.
+
+    The span's parent is the span that consumed that event (and so, through the AMQP
+    headers and the outbox, the request that wrote it); it links to the poll's own
+    request span and to the traces of the other events in the answer.
+    """
+    contexts = [e.trace_context for e in answer.events if e.trace_context is not None]
+    if not contexts:
+        return
+    poll_span = trace.get_current_span().get_span_context()
+    links = [trace.Link(poll_span)] if poll_span.is_valid else []
+    links += [trace.Link(other) for other in contexts[1:]]
+    parent = trace.set_span_in_context(trace.NonRecordingSpan(contexts[0]))
+    with tracer.start_as_current_span(
+        "fanout.deliver",
+        context=parent,
+        links=links,
+        attributes={"checkin.events": len(answer.events)},
+    ):
+        pass
 
 
 def _log_poll(request: web.Request, record: PollRecord, started: float) -> None:
