@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -159,8 +160,12 @@ async def run(plan: Plan, recorder: Recorder, only: set[str] | None) -> None:
                 if wanted("latency"):
                     await recorder.attempt(
                         "fanout_latency",
-                        lambda s=subscribers, o=number: fanout_latency(
-                            target, s, plan.latency_rounds, org=100 + o
+                        functools.partial(
+                            fanout_latency,
+                            target,
+                            subscribers,
+                            plan.latency_rounds,
+                            org=100 + number,
                         ),
                     )
             if wanted("overload"):
@@ -189,8 +194,12 @@ async def run(plan: Plan, recorder: Recorder, only: set[str] | None) -> None:
                 if wanted("latency"):
                     await recorder.attempt(
                         "fanout_latency",
-                        lambda s=subscribers, o=number: fanout_latency(
-                            target, s, plan.latency_rounds, org=100 + o
+                        functools.partial(
+                            fanout_latency,
+                            target,
+                            subscribers,
+                            plan.latency_rounds,
+                            org=100 + number,
                         ),
                     )
             if wanted("many_orgs"):

@@ -15,7 +15,7 @@ import random
 import time
 import urllib.request
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +36,7 @@ class Target:
     port: int
     probe: ProcessProbe
     waiting: Callable[[int], int]  # org -> polls the server holds for it
-    publish: Callable[[int, int], Awaitable[int]]  # (org, seq) -> sent at (ns)
+    publish: Callable[[int, int], Coroutine[Any, Any, int]]  # (org, seq) -> sent ns
     spec: Callable[[int], dict[str, Any]]  # org -> load-client poll spec
     held: Callable[[], int]  # polls the server holds, over all orgs
 
@@ -96,7 +96,7 @@ def fanout_target(server: FanoutServer, publisher: BenchPublisher) -> Target:
 
 
 def client_cpu(before: dict[str, Any], after: dict[str, Any]) -> float:
-    return round(after["cpu_s"] - before["cpu_s"], 3)
+    return round(float(after["cpu_s"]) - float(before["cpu_s"]), 3)
 
 
 async def wait_waiting(target: Target, org: int, count: int, timeout_s: float) -> int:
@@ -151,7 +151,7 @@ async def idle_capacity(
     The idle CPU window of the last step can be a whole hold cycle
     (``cycle_window_s``), so that it includes every poll's renewal after its hold.
     """
-    results = []
+    results: list[dict[str, Any]] = []
     pool = await ClientPool.start(max(steps))
     try:
         baseline_kb = target.probe.rss_kb()
@@ -284,7 +284,7 @@ async def many_orgs(
         seqs: dict[int, int] = defaultdict(int)
         total = int(rate * seconds)
         started = time.monotonic()
-        pending = []
+        pending: list[tuple[int, int, asyncio.Task[int]]] = []
         for number in range(total):
             await asyncio.sleep(max(0.0, started + number / rate - time.monotonic()))
             org = rng.choice(org_ids)
