@@ -12,10 +12,11 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
-import pytest
 
 from tests.faults.conftest import Stack
 from tests.support.processes import ServiceProcess
@@ -24,6 +25,7 @@ from tests.support.realtime import SUBSCRIBE, Staff, seqs
 logger = logging.getLogger(__name__)
 
 CAP = 2000
+Poll = asyncio.Task[tuple[int, Any, float]]
 ROUNDS = 3
 
 
@@ -34,13 +36,11 @@ def rss_mb(process: ServiceProcess) -> float:
     return int(kilobytes.split()[1]) / 1024
 
 
-async def open_polls(
-    staff: Staff, count: int, **query: int
-) -> list[asyncio.Task[object]]:
+async def open_polls(staff: Staff, count: int, **query: int) -> list[Poll]:
     return [asyncio.create_task(staff.poll(**query)) for _ in range(count)]
 
 
-async def drop(polls: list[asyncio.Task[object]]) -> None:
+async def drop(polls: list[Poll]) -> None:
     for task in polls:
         task.cancel()
     await asyncio.gather(*polls, return_exceptions=True)
@@ -50,7 +50,7 @@ async def test_2000_vanished_polls_leave_no_waiters_and_do_not_count_against_the
     stack: Stack,
     http: aiohttp.ClientSession,
     org: int,
-    record_property: pytest.RecordProperty,
+    record_property: Callable[[str, object], None],
 ) -> None:
     api = await stack.api()
     fanout = await stack.fanout(api, MAX_WAITERS_PER_ORG=str(CAP), REALTIME_WAIT_S="20")

@@ -16,7 +16,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -65,7 +65,7 @@ def tampered_to_org_2() -> str:
     return head + "." + b64(json.dumps(claims(orgId=ORG_2)).encode()) + "." + signature
 
 
-BAD_TOKENS = {
+BAD_TOKENS: dict[str, Callable[[], str]] = {
     "expired": lambda: signed(claims(exp=int(time.time()) - 120)),
     "not yet valid (nbf)": lambda: signed(claims(nbf=int(time.time()) + 3600)),
     "issued in an hour (iat)": lambda: signed(claims(iat=int(time.time()) + 3600)),
@@ -83,7 +83,7 @@ BAD_TOKENS = {
     "garbage": lambda: "not.a.token",
     "empty": lambda: "",
 }
-NO_ROLE_TOKENS = {
+NO_ROLE_TOKENS: dict[str, Callable[[], str]] = {
     "no role": lambda: signed(claims(role=None)),
     "unknown role": lambda: signed(claims(role="SUPERUSER")),
     "role in lower case": lambda: signed(claims(role="admin")),
