@@ -87,3 +87,15 @@ def fresh_database(infra: Infra, prefix: str) -> Iterator[str]:
     finally:
         with psycopg.connect(infra.database_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def delete_exchange_topology(amqp_url: str, name: str) -> None:
+    """Delete an events exchange and the dead-letter exchange and queue beside it."""
+    import aio_pika
+
+    connection = await aio_pika.connect(amqp_url, timeout=5)
+    async with connection:
+        channel = await connection.channel()
+        await channel.queue_delete(f"{name}.dead")
+        await channel.exchange_delete(f"{name}.dead")
+        await channel.exchange_delete(name)
