@@ -40,6 +40,7 @@ from tests.support.infra import (
     DEFAULT_AMQP_URL,
     DEFAULT_DATABASE_URL,
     Infra,
+    delete_exchange_topology,
     fresh_database,
 )
 from tests.support.polling import poll_until
@@ -248,6 +249,7 @@ async def soak(args: argparse.Namespace) -> int:
         finally:
             await asyncio.to_thread(fanout.terminate)
             await asyncio.to_thread(api.terminate)
+            await delete_exchange_topology(infra.amqp_url, exchange)
 
 
 async def run(

@@ -7,13 +7,14 @@ generated requests are judged on their content, not their number).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from tests.support.infra import Infra, fresh_database
+from tests.support.infra import Infra, delete_exchange_topology, fresh_database
 from tests.support.processes import ServiceProcess
 from tests.support.realtime import api_process, fanout_process
 from tests.support.tokens import AUTH_ENV
@@ -22,8 +23,14 @@ logger = logging.getLogger(__name__)
 
 
 @pytest.fixture(scope="module")
-def hostile_exchange() -> str:
-    return f"test.events.hostile.{uuid.uuid4().hex[:10]}"
+def hostile_exchange(infra: Infra) -> Iterator[str]:
+    """An exchange of this module alone, deleted with its dead letters afterwards."""
+    name = f"test.events.hostile.{uuid.uuid4().hex[:10]}"
+    yield name
+    try:
+        asyncio.run(delete_exchange_topology(infra.amqp_url, name))
+    except Exception:
+        logger.warning("could not delete test exchange %s", name, exc_info=True)
 
 
 @pytest.fixture(scope="module")
