@@ -18,12 +18,13 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
-from checkin_events import EventConsumer, GuestEvent, shard_bindings
+from checkin_events import shard_bindings
 from service_kit.auth import AuthSettings, TokenVerifier
 from service_kit.web import READINESS_KEY, base_app
 
 from realtime_fanout.buffer import BufferLimits, Buffers, Clock
 from realtime_fanout.http import HUB_KEY, POSITIONS_KEY, SETTINGS_KEY, add_routes
+from realtime_fanout.intake import FanoutConsumer
 from realtime_fanout.metrics import FanoutStats
 from realtime_fanout.positions import ApiPositionSource, PositionLearner, PositionSource
 from realtime_fanout.settings import FanoutSettings
@@ -31,7 +32,7 @@ from realtime_fanout.waiters import Hub
 
 logger = logging.getLogger(__name__)
 
-CONSUMER_KEY = web.AppKey("consumer", EventConsumer)
+CONSUMER_KEY = web.AppKey("consumer", FanoutConsumer)
 IDLE_SWEEP_EVERY_S = 5.0
 
 
@@ -87,16 +88,13 @@ async def _consumer(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS_KEY]
     hub = app[HUB_KEY]
 
-    async def take(event: GuestEvent) -> None:
-        hub.publish(event)
-
     def reconnected() -> None:
         released = hub.connection_lost()
         logger.warning("consumer reattached orgs_forgotten=all released=%s", released)
 
-    consumer = EventConsumer(
+    consumer = FanoutConsumer(
         settings.consumer_amqp_url(),
-        take,
+        hub.publish,
         shard_bindings(settings.shards, settings.shard_count),
         exchange_name=settings.events_exchange,
         on_reconnect=reconnected,

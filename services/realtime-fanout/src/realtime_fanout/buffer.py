@@ -32,9 +32,9 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from checkin_events import GuestEvent
-from opentelemetry import trace
 from opentelemetry.trace import SpanContext
+
+from realtime_fanout.intake import IncomingEvent
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +44,10 @@ Clock = Callable[[], float]
 
 @dataclass(frozen=True, slots=True)
 class BufferedEvent:
-    """One event as the buffer keeps it: its scope and its JSON, serialised once.
+    """One event as the buffer keeps it: its scope and its JSON as it was consumed.
 
-    ``trace_context`` is the span that consumed the event, so that the poll which
-    delivers it can continue the trace of the write that produced it.
+    ``trace_context`` is the span the event was published (or consumed) in, so that
+    the poll which delivers it can continue the trace of the write that produced it.
     """
 
     seq: int
@@ -59,17 +59,16 @@ class BufferedEvent:
     trace_context: SpanContext | None = None
 
     @classmethod
-    def of(cls, event: GuestEvent, arrived_at: float) -> BufferedEvent:
-        """Wrap a parsed event that arrived at ``arrived_at`` (monotonic seconds)."""
-        consumed_in = trace.get_current_span().get_span_context()
+    def of(cls, event: IncomingEvent, arrived_at: float) -> BufferedEvent:
+        """Wrap a consumed event that arrived at ``arrived_at`` (monotonic seconds)."""
         return cls(
             seq=event.seq,
-            event_id=str(event.event_id),
+            event_id=event.event_id,
             property_id=event.property_id,
-            timestamp=event.timestamp.timestamp(),
+            timestamp=event.timestamp,
             arrived_at=arrived_at,
-            body=event.to_json(),
-            trace_context=consumed_in if consumed_in.is_valid else None,
+            body=event.body,
+            trace_context=event.trace_context,
         )
 
 
@@ -200,7 +199,7 @@ class Buffers:
         """The buffer of a known org, or ``None`` when the org is unknown."""
         return self.orgs.get(org_id)
 
-    def insert(self, event: GuestEvent) -> tuple[OrgBuffer, Insertion]:
+    def insert(self, event: IncomingEvent) -> tuple[OrgBuffer, Insertion]:
         """Put one consumed event in its org's buffer (the org becomes known)."""
         now = self.clock()
         buffered = BufferedEvent.of(event, now)

@@ -34,6 +34,7 @@ import orjson
 from checkin_events import GuestEvent
 
 from realtime_fanout.buffer import BufferedEvent, Buffers, Insertion, OrgBuffer
+from realtime_fanout.intake import IncomingEvent
 from realtime_fanout.metrics import FanoutStats
 
 logger = logging.getLogger(__name__)
@@ -254,8 +255,13 @@ class Hub:
         head = self.head(waiter.org_id)
         return Answer([], waiter.cursor if head is None else max(waiter.cursor, head))
 
-    def publish(self, event: GuestEvent) -> Insertion:
-        """Take one consumed event: buffer it and wake the waiters it completes."""
+    def publish(self, event: IncomingEvent | GuestEvent) -> Insertion:
+        """Take one consumed event: buffer it and wake the waiters it completes.
+
+        A parsed model (tests, tools) is read into an ``IncomingEvent`` first.
+        """
+        if not isinstance(event, IncomingEvent):
+            event = IncomingEvent.of(event)
         buffer, insertion = self.buffers.insert(event)
         if insertion.duplicate:
             self.stats.duplicate_dropped()
