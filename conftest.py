@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
-import aio_pika
 import pytest
+import pytest_asyncio
 
-from tests.support.infra import Infra, provide_infra
+from tests.support.infra import Infra, delete_exchange_topology, provide_infra
+
+logger = logging.getLogger(__name__)
 
 
 @pytest.fixture(scope="session")
@@ -20,11 +21,8 @@ def infra() -> Iterator[Infra]:
         yield found
 
 
-logger = logging.getLogger(__name__)
-
-
-@pytest.fixture
-def exchange_name(infra: Infra) -> Iterator[str]:
+@pytest_asyncio.fixture
+async def exchange_name(infra: Infra) -> AsyncIterator[str]:
     """An exchange of this test alone, so tests never see each other's events.
 
     The exchange and its dead-letter exchange and queue are deleted afterwards, so
@@ -33,18 +31,9 @@ def exchange_name(infra: Infra) -> Iterator[str]:
     name = f"test.events.{uuid.uuid4().hex[:12]}"
     yield name
     try:
-        asyncio.run(_delete_topology(infra.amqp_url, name))
+        await delete_exchange_topology(infra.amqp_url, name)
     except Exception:  # the broker may be away after a fault test; not a failure
         logger.warning("could not delete test exchange %s", name, exc_info=True)
-
-
-async def _delete_topology(amqp_url: str, name: str) -> None:
-    connection = await aio_pika.connect(amqp_url, timeout=5)
-    async with connection:
-        channel = await connection.channel()
-        await channel.queue_delete(f"{name}.dead")
-        await channel.exchange_delete(f"{name}.dead")
-        await channel.exchange_delete(name)
 
 
 def pytest_report_header(config: pytest.Config) -> str:

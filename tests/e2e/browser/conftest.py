@@ -119,7 +119,7 @@ class Gateway:
         shutil.rmtree(self.prefix, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def system(infra: Infra) -> Iterator[System]:
     """All three services and the gateway, on free ports, for the whole suite."""
     exchange = f"test.events.browser.{uuid.uuid4().hex[:10]}"
@@ -167,13 +167,13 @@ def system(infra: Infra) -> Iterator[System]:
                 service.terminate()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     """Debian's Chromium, headless; never a downloaded browser."""
     chromium = playwright.chromium.launch(
@@ -183,7 +183,7 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     chromium.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
@@ -207,7 +207,7 @@ def contexts(browser: Browser) -> Iterator[Contexts]:
         context.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def figures(artifacts: Path) -> Iterator[dict[str, object]]:
     """Measurements the tests make, written to artifacts/browser-figures.json."""
     measured: dict[str, object] = {}
