@@ -20,7 +20,12 @@ from checkin_events.models import (
     event_from_dict,
     parse_event,
 )
-from checkin_events.publisher import EventPublisher, PublishFailed, build_message
+from checkin_events.publisher import (
+    BatchOutcome,
+    EventPublisher,
+    PublishFailed,
+    build_message,
+)
 from checkin_events.routing import (
     DEFAULT_EXCHANGE,
     DEFAULT_SHARD_COUNT,
@@ -35,6 +40,7 @@ __all__ = [
     "DEFAULT_SHARD_COUNT",
     "EVENT_TYPES",
     "SCHEMA_VERSION",
+    "BatchOutcome",
     "ContractError",
     "EventConsumer",
     "EventHandler",
