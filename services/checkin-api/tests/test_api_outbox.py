@@ -9,9 +9,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
+import pytest
 from aiohttp.test_utils import TestClient
 from checkin_api.app import RELAY_KEY
 from checkin_api.settings import ApiSettings
+from checkin_events import EventPublisher, GuestEvent, PublishFailed
 
 from tests.support.infra import Infra
 from tests.support.polling import poll_until
@@ -206,6 +208,53 @@ async def test_a_broker_connection_cut_mid_run_delays_events_but_loses_none(
     await broker.stop()
 
     assert [event.seq for event in event_log.of_org(org)] == [1, 2, 3, 4]
+
+
+async def test_a_batch_cut_by_a_failure_in_the_middle_goes_out_again_in_order(
+    infra: Infra,
+    api_settings: ApiSettings,
+    start_api: Any,
+    event_log: Any,
+    org: int,
+    make_guest: Guest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    broker = proxy_to(infra.amqp_url)  # refused: the eight events wait in the outbox
+    settings = api_settings.model_copy(
+        update={"amqp_url": through(infra.amqp_url, broker)}
+    )
+    publish = EventPublisher.publish
+    refused: list[int] = []
+
+    async def refuse_seq_4_once(self: EventPublisher, event: GuestEvent) -> None:
+        if event.org_id == org and event.seq == 4 and not refused:
+            refused.append(event.seq)
+            raise PublishFailed("nacked by the test")
+        await publish(self, event)
+
+    monkeypatch.setattr(EventPublisher, "publish", refuse_seq_4_once)
+    async with start_api(settings) as api:
+        for _ in range(8):
+            await create(api, org, make_guest())
+        await poll_until(
+            lambda: _at_least(metric(api, "checkin_outbox_pending"), 8),
+            "eight pending events",
+        )
+
+        await broker.start()
+        # 1-3 and 5-8 reach the broker in one batch; 4-8 go out again after it.
+        arrived = await event_log.wait_for(org, 3 + 4 + 5)
+        await poll_until(
+            lambda: _zero(unpublished(settings.database_url)), "outbox drained"
+        )
+    await broker.stop()
+
+    seqs = [event.seq for event in arrived]
+    assert refused == [4]
+    assert seqs[:3] == [1, 2, 3]
+    assert seqs[-5:] == [4, 5, 6, 7, 8]
+    assert sorted({event.seq for event in arrived}) == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert len({event.event_id for event in arrived}) == 8
 
 
 async def test_a_database_that_does_not_answer_gives_503_quickly(

@@ -5,10 +5,13 @@ PostgreSQL advisory lock publishes; the others wait as standbys and take over wh
 the leader's connection ends. The leader is woken by LISTEN/NOTIFY when a write adds
 an outbox row, and sweeps periodically in case a notification was missed.
 
-Rows go out in id order (per org that is ``seq`` order). A row is marked published
-only after the broker confirmed it; a crash between the confirm and the mark sends
-that event again on the next run, so delivery is at least once and consumers drop
-duplicates by ``eventId``/``seq``. While the broker is away, the relay retries with
+Rows go out in id order (per org that is ``seq`` order), a batch at a time: all of
+a batch's publishes are sent on the one confirming channel before their confirms are
+gathered, and the confirmed rows are marked in one UPDATE. A row is marked published
+only after the broker confirmed it and every row before it; a failure in a batch
+or a crash between the confirm and the mark sends those events again on the next
+run, so delivery is at least once and consumers drop duplicates by
+``eventId``/``seq``. While the broker is away, the relay retries with
 exponential backoff and the writes keep succeeding: the outbox holds their events.
 """
 
@@ -22,7 +25,7 @@ import random
 from typing import Any
 
 import asyncpg
-from checkin_events import EventPublisher, GuestEvent, PublishFailed, parse_event
+from checkin_events import EventPublisher, PublishFailed, parse_event
 from opentelemetry import context, propagate
 
 from checkin_api import metrics
@@ -37,6 +40,9 @@ RELAY_LOCK_KEY = 7_305_202_602
 _PENDING = """
 SELECT id, payload, trace_context FROM outbox
 WHERE published_at IS NULL ORDER BY id LIMIT $1
+"""
+_MARK_PUBLISHED = """
+UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])
 """
 _BACKLOG = """
 SELECT count(*) AS pending,
@@ -131,16 +137,34 @@ class OutboxRelay:
             await asyncio.wait_for(self._wake.wait(), timeout=timeout_s)
 
     async def _publish_pending(self, connection: Any) -> None:
+        """Publish pending rows batch by batch; mark each confirmed run in one UPDATE.
+
+        A batch's publishes are all started before their confirms are awaited. On a
+        failure only the rows before the first failed one are marked; the rest stay
+        pending and go out again, in id order, on the next attempt (consumers drop
+        what the broker had already taken).
+        """
         publisher = await self._connected_publisher()
         while True:
             rows = await connection.fetch(_PENDING, self._settings.relay_batch_size)
-            for row in rows:
-                event = parse_event(row["payload"])
-                await _publish_in_write_trace(publisher, event, row["trace_context"])
+            if not rows:
+                return
+            outcome = await publisher.publish_batch(
+                [parse_event(row["payload"]) for row in rows],
+                [_write_context(row["trace_context"]) for row in rows],
+            )
+            if outcome.confirmed:
                 await connection.execute(
-                    "UPDATE outbox SET published_at = now() WHERE id = $1", row["id"]
+                    _MARK_PUBLISHED, [row["id"] for row in rows[: outcome.confirmed]]
                 )
-                metrics.RELAY_PUBLISHED.inc()
+                metrics.RELAY_PUBLISHED.inc(outcome.confirmed)
+            if outcome.error is not None:
+                logger.warning(
+                    "relay batch cut short confirmed=%s of=%s",
+                    outcome.confirmed,
+                    len(rows),
+                )
+                raise outcome.error
             if len(rows) < self._settings.relay_batch_size:
                 return
 
@@ -203,13 +227,8 @@ class _Backoff:
         self._current = self._minimum
 
 
-async def _publish_in_write_trace(
-    publisher: EventPublisher, event: GuestEvent, trace_context: str | None
-) -> None:
-    """Publish with the trace context of the request that wrote the event."""
-    carrier = json.loads(trace_context) if trace_context else {}
-    token = context.attach(propagate.extract(carrier))
-    try:
-        await publisher.publish(event)
-    finally:
-        context.detach(token)
+def _write_context(trace_context: str | None) -> context.Context | None:
+    """The trace context of the request that wrote the event, if it kept one."""
+    if not trace_context:
+        return None
+    return propagate.extract(json.loads(trace_context))
