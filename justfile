@@ -25,7 +25,7 @@ test: setup
 lint:
     uv run ruff check .
     uv run ruff format --check .
-    uv run mypy libs/events/src libs/service-kit/src services/checkin-api/src services/realtime-fanout/src services/telemetry-ingest/src
+    uv run mypy libs/events/src libs/service-kit/src services/checkin-api/src services/realtime-fanout/src services/telemetry-ingest/src tests/support conftest.py
 
 # format the code
 fmt:

@@ -26,7 +26,7 @@ async def poll_until(
             last = exc
         else:
             if last:
-                return last  # type: ignore[return-value]
+                return last
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {description}; last: {last!r}")
         await asyncio.sleep(interval_s)
@@ -48,7 +48,7 @@ def wait_until(
             last = exc
         else:
             if last:
-                return last  # type: ignore[return-value]
+                return last
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {description}; last: {last!r}")
         time.sleep(interval_s)
