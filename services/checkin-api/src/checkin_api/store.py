@@ -48,15 +48,17 @@ from checkin_api.domain import (
     Scope,
     check_dates,
 )
-from checkin_api.outbox import append_event
+from checkin_api.outbox import NEXT_SEQ, append_event
 
 logger = logging.getLogger(__name__)
 
-_CHECKIN_COLUMNS = """
+_CHECKIN_FIELDS = """
     c.id, c.org_id, c.property_id, c.full_name, c.email, c.phone, c.address,
     c.guest_type, c.nationality, c.id_type, c.id_number, c.room_number,
     c.number_of_guests, c.check_in_date, c.expected_checkout_date, c.status,
-    c.checked_out_at, c.created_at, c.updated_at,
+    c.checked_out_at, c.created_at, c.updated_at"""
+
+_CHECKIN_COLUMNS = f"""{_CHECKIN_FIELDS},
     (SELECT count(*) FROM guest_documents d WHERE d.checkin_id = c.id)
         AS document_count
 """
@@ -200,23 +202,32 @@ class CheckinStore:
     # --- writes -----------------------------------------------------------------
 
     async def check_in(self, scope: Scope, data: CheckinInput) -> GuestCheckin:
-        """Create the record of a guest checking in; emits ``guest_created``."""
+        """Create the record of a guest checking in; emits ``guest_created``.
+
+        One statement takes the org's next ``seq`` and inserts the record, returning
+        it whole (a new record has no documents): the write path is BEGIN, this,
+        the outbox row and COMMIT, four round trips to the database.
+        """
         values = data.model_dump()
         columns = list(values)
         placeholders = ", ".join(f"${index + 2}" for index in range(len(columns)))
         async with self._transaction() as connection:
-            checkin_id = await connection.fetchval(
-                f"INSERT INTO guest_checkins (org_id, {', '.join(columns)}) "
-                f"VALUES ($1, {placeholders}) RETURNING id",
+            row = await connection.fetchrow(
+                f"WITH next AS ({NEXT_SEQ}) "
+                f"INSERT INTO guest_checkins AS c (org_id, {', '.join(columns)}) "
+                f"VALUES ($1, {placeholders}) RETURNING {_CHECKIN_FIELDS}, "
+                "0 AS document_count, (SELECT last_seq FROM next) AS seq",
                 scope.org_id,
                 *values.values(),
             )
-            record = await _visible_checkin(connection, scope, checkin_id)
-            await self._emit(
+            values = dict(row)
+            seq = int(values.pop("seq"))
+            record = GuestCheckin.model_validate(values)
+            await append_event(
                 connection,
-                scope,
-                record,
-                lambda seq: GuestCreated(**_envelope(scope, record, seq)),
+                scope.org_id,
+                lambda number: GuestCreated(**_envelope(scope, record, number)),
+                seq=seq,
             )
         metrics.WRITES.labels("guest_created").inc()
         logger.info("guest checked in org_id=%s checkin_id=%s", scope.org_id, record.id)
