@@ -32,10 +32,24 @@ ReadinessInfo = Callable[[], Awaitable[str]]
 READINESS_INFO_KEY = web.AppKey("readiness_info", dict[str, ReadinessInfo])
 CLAIMS_KEY = web.RequestKey("claims", Claims)
 
+_TRACES_ITSELF: set[Handler] = set()
+
+
+def traces_itself(handler: Handler) -> Handler:
+    """Mark a route handler that records its own server span (no middleware span).
+
+    For a long-poll: a span held open for the whole hold costs memory per waiting
+    request; the handler records one short span when it answers instead.
+    """
+    _TRACES_ITSELF.add(handler)
+    return handler
+
 
 @web.middleware
 async def span_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """One server span per request, continuing a W3C trace the caller sent."""
+    if request.match_info.handler in _TRACES_ITSELF:
+        return await handler(request)
     route = request.match_info.route.resource
     name = route.canonical if route is not None else request.path
     parent = propagate.extract(dict(request.headers))
