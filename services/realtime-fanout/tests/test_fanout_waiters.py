@@ -267,3 +267,22 @@ async def test_a_cursor_older_than_the_ttl_gets_resync_at_once(
     answer = answer_now(hub.poll(1, 1, None))
     assert (answer.resync, answer.last_event_id) == (True, 2)
     assert isinstance(hub.poll(1, 2, None), Waiter)
+
+
+async def test_the_sweep_ends_only_the_holds_that_are_due_in_deadline_order(
+    hub: Hub, event: Event
+) -> None:
+    hub.learn_position(1, 0)
+    late, early, answered = (waiter(hub.poll(1, 0, None)) for _ in range(3))
+    hub.hold(late, 20.0)
+    hub.hold(early, 10.0)
+    hub.hold(answered, 5.0)
+    hub.publish(event(1, org_id=2))  # another org: wakes nobody here
+    answered.future.set_result(Answer([], 0))
+    hub.remove(answered)
+
+    assert hub.end_holds(now=10.0) == 1
+    assert early.future.result() is None
+    assert not late.future.done()
+    assert hub.waiter_count(1) == 1
+    assert hub.hold_ended(early).last_event_id == 0

@@ -123,13 +123,17 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _sweep_forever(app: web.Application) -> None:
-    """Close lost holes and trim often; evict idle orgs now and then."""
+    """End due holds, close lost holes and trim often; evict idle orgs now and then.
+
+    A hold therefore ends up to one sweep interval after its deadline.
+    """
     hub = app[HUB_KEY]
     interval = app[SETTINGS_KEY].sweep_interval_s
     next_idle_sweep = time.monotonic() + IDLE_SWEEP_EVERY_S
     while True:
         await asyncio.sleep(interval)
         try:
+            hub.end_holds(time.monotonic())
             hub.sweep()
             if time.monotonic() >= next_idle_sweep:
                 next_idle_sweep = time.monotonic() + IDLE_SWEEP_EVERY_S

@@ -22,10 +22,10 @@ import time
 from dataclasses import dataclass
 
 from aiohttp import web
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from service_kit.auth import Claims, InvalidToken
 from service_kit.errors import ApiError
-from service_kit.web import authenticate
+from service_kit.web import CLAIMS_KEY, authenticate, traces_itself
 
 from realtime_fanout.positions import PositionLearner, PositionUnavailable
 from realtime_fanout.settings import FanoutSettings
@@ -47,6 +47,7 @@ HUB_KEY = web.AppKey("hub", Hub)
 POSITIONS_KEY = web.AppKey("positions", PositionLearner)
 SETTINGS_KEY = web.AppKey("settings", FanoutSettings)
 
+SUBSCRIBE_PATH = "/v1/guest-checkin/realtime/subscribe"
 MAX_CURSOR = 2**53
 RETRY_AFTER_S = 5
 
@@ -83,9 +84,15 @@ def _property_filter(claims: Claims, property_id: int | None) -> PropertyFilter:
     return None
 
 
+@traces_itself
 async def subscribe(request: web.Request) -> web.Response:
-    """The long-poll: events after the cursor, at once or as soon as one arrives."""
+    """The long-poll: events after the cursor, at once or as soon as one arrives.
+
+    Its server span is recorded when the poll is answered (``_record_span``), not
+    held open across the hold.
+    """
     started = time.monotonic()
+    started_ns = time.time_ns()
     record = PollRecord()
     hub = request.app[HUB_KEY]
     try:
@@ -98,7 +105,7 @@ async def subscribe(request: web.Request) -> web.Response:
         cursor = _optional_int(request, "lastEventId", minimum=0)
         properties = _property_filter(claims, property_id)
         answer = await _answer(request, claims, cursor, properties)
-        _trace_delivery(answer)
+        _record_span(request, started_ns, 200, answer)
         record.events = len(answer.events)
         record.outcome = (
             "resync" if answer.resync else "events" if answer.events else "timeout"
@@ -110,11 +117,44 @@ async def subscribe(request: web.Request) -> web.Response:
             [event.timestamp for event in answer.events],
         )
         return web.Response(body=answer.body(), content_type="application/json")
+    except ApiError as exc:
+        _record_span(request, started_ns, exc.status, None)
+        raise
     except asyncio.CancelledError:
         record.outcome = "disconnected"
         raise
     finally:
         _log_poll(request, record, started)
+
+
+def _record_span(
+    request: web.Request, started_ns: int, status: int, answer: Answer | None
+) -> None:
+    """The poll's server span, from its arrival to now, continuing the caller's trace.
+
+    An answer with events also gets its ``fanout.deliver`` span, linked to this one.
+    """
+    claims = request.get(CLAIMS_KEY)
+    attributes: dict[str, str | int] = {
+        "http.request.method": request.method,
+        "http.route": SUBSCRIBE_PATH,
+        "http.response.status_code": status,
+    }
+    if claims is not None:
+        attributes["checkin.org_id"] = claims.org_id
+    span = tracer.start_span(
+        f"GET {SUBSCRIBE_PATH}",
+        context=propagate.extract(request.headers),
+        kind=trace.SpanKind.SERVER,
+        attributes=attributes,
+        start_time=started_ns,
+    )
+    try:
+        if answer is not None:
+            with trace.use_span(span):
+                _trace_delivery(answer)
+    finally:
+        span.end()
 
 
 def _trace_delivery(answer: Answer) -> None:
@@ -214,17 +254,21 @@ async def _wait_ahead(
 
 
 async def _hold(hub: Hub, waiter: Waiter, claims: Claims, wait_s: float) -> Answer:
-    """Wait for the waiter's answer, the end of the hold or the token's expiry."""
+    """Wait for the waiter's answer, the end of the hold or the token's expiry.
+
+    No timer of its own: the hub's sweep ends the hold at its deadline.
+    """
     expires_in = claims.exp - time.time()
+    hub.hold(waiter, time.monotonic() + max(min(wait_s, expires_in), 0))
     try:
-        await asyncio.wait({waiter.future}, timeout=max(min(wait_s, expires_in), 0))
-        if waiter.future.done():
-            return waiter.future.result()
-        if expires_in <= wait_s:
-            raise InvalidToken("token expired")
-        return hub.hold_ended(waiter)
+        answer = await waiter.future
     finally:
         hub.remove(waiter)
+    if answer is not None:
+        return answer
+    if expires_in <= wait_s:
+        raise InvalidToken("token expired")
+    return hub.hold_ended(waiter)
 
 
 async def metrics_summary(request: web.Request) -> web.Response:
@@ -238,5 +282,5 @@ async def metrics_summary(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register the fanout's routes on the application."""
-    app.router.add_get("/v1/guest-checkin/realtime/subscribe", subscribe)
+    app.router.add_get(SUBSCRIBE_PATH, subscribe)
     app.router.add_get("/v1/guest-checkin/realtime/metrics", metrics_summary)

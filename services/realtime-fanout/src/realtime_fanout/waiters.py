@@ -13,9 +13,10 @@ its org's buffer (see ``buffer``):
 
 A waiter is one asyncio future. Waiters are indexed per org and per property, plus
 the "all properties" waiters, so an event only touches waiters that can match it.
-There is no timer per event and no polling loop: the HTTP edge bounds each hold with
-its own timeout. Many waiters with the same cursor and filter share one ``Answer``,
-whose bytes are serialised once.
+There is no timer per event or per waiter: the edge gives each waiter a deadline
+(``hold``), kept in one heap, and the periodic sweep ends the holds that are due
+(``end_holds``) by answering their future with ``None``. Many waiters with the same
+cursor and filter share one ``Answer``, whose bytes are serialised once.
 
 While a waiter is registered it watches every contiguous event of its org: a visible
 one wakes it, a hidden one is skipped. So a waiter whose hold ends is answered with
@@ -26,7 +27,9 @@ A hole declared lost answers ``resync`` to every waiter whose cursor it left beh
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -91,12 +94,20 @@ class CursorAhead:
 
 @dataclass(eq=False, slots=True)
 class Waiter:
-    """One held poll: its org, cursor and filter, and the future that answers it."""
+    """One held poll: its org, cursor and filter, and the future that answers it.
+
+    The future's result is the answer, or ``None`` when the hold ended (``deadline``,
+    monotonic seconds) before a visible event.
+    """
 
     org_id: int
     cursor: int
     properties: PropertyFilter
-    future: asyncio.Future[Answer]
+    future: asyncio.Future[Answer | None]
+    deadline: float = math.inf
+
+    def __lt__(self, other: Waiter) -> bool:
+        return self.deadline < other.deadline
 
 
 @dataclass(slots=True)
@@ -168,6 +179,7 @@ class Hub:
         self.stats = stats
         self.waiters: dict[int, OrgWaiters] = {}
         self.shutting_down = False
+        self._holds: list[Waiter] = []
 
     def is_known(self, org_id: int) -> bool:
         """True when the fanout knows where the org's events stand."""
@@ -247,11 +259,30 @@ class Hub:
             return 0 if index is None else index.count
         return sum(index.count for index in self.waiters.values())
 
+    def hold(self, waiter: Waiter, deadline: float) -> None:
+        """End the waiter's hold at ``deadline`` (monotonic seconds) at the latest."""
+        waiter.deadline = deadline
+        heapq.heappush(self._holds, waiter)
+
+    def end_holds(self, now: float) -> int:
+        """Answer ``None`` to every waiter whose deadline passed; return how many.
+
+        Waiters answered or gone before their deadline are dropped from the heap here.
+        """
+        ended = 0
+        while self._holds and self._holds[0].deadline <= now:
+            waiter = heapq.heappop(self._holds)
+            if not waiter.future.done():
+                self.remove(waiter)
+                waiter.future.set_result(None)
+                ended += 1
+        return ended
+
     def hold_ended(self, waiter: Waiter) -> Answer:
         """The answer of a waiter whose hold ended without a visible event."""
         self.remove(waiter)
-        if waiter.future.done():
-            return waiter.future.result()
+        if waiter.future.done() and (answer := waiter.future.result()) is not None:
+            return answer
         head = self.head(waiter.org_id)
         return Answer([], waiter.cursor if head is None else max(waiter.cursor, head))
 
