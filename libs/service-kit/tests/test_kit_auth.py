@@ -179,3 +179,27 @@ def test_manager_outside_property_list_is_forbidden() -> None:
         claims.require_property(21)
     with pytest.raises(Forbidden):
         claims.require_role("ADMIN")
+
+
+def test_a_remembered_token_is_refused_once_it_expired() -> None:
+    now = time.time()
+    clock = [now]
+    verifier = TokenVerifier(HS, clock=lambda: clock[0])
+    token = _hs(_claims(exp=int(now) + 60))
+    assert verifier.verify(token).sub == "user-1"
+
+    clock[0] = now + 60 + HS.leeway_s + 1
+    with pytest.raises(InvalidToken, match="expired"):
+        verifier.verify(token)
+
+
+def test_a_remembered_token_keeps_its_claims_and_bad_ones_stay_refused() -> None:
+    verifier = TokenVerifier(HS, cache_size=1)
+    first, second = _hs(_claims(sub="a")), _hs(_claims(sub="b"))
+    assert verifier.verify(first).sub == "a"
+    assert verifier.verify(second).sub == "b"
+    assert verifier.verify(first).sub == "a"  # pushed out of the cache, verified again
+    forged = first[:-2] + ("AA" if not first.endswith("AA") else "BB")
+    for _ in range(2):
+        with pytest.raises(InvalidToken):
+            verifier.verify(forged)

@@ -7,11 +7,18 @@ algorithm confusion (an HS256 token signed with an RS256 public key) are refused
 
 A token that fails verification is ``InvalidToken`` (401). A token that verifies but
 grants no role this product knows is ``Forbidden`` (403).
+
+A verified token is remembered (LRU-bounded, keyed by the whole signed string) until
+its ``exp`` plus the leeway: a long-poll client sends the same token with every poll,
+and checking its signature again each time was a tenth of the fanout's wake-up CPU.
+The expiry is still checked on every use; a token that failed is never remembered.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import jwt
@@ -86,9 +93,18 @@ class Claims(BaseModel):
 
 
 class TokenVerifier:
-    """Verifies bearer tokens against the configured key and algorithms."""
+    """Verifies bearer tokens against the configured key and algorithms.
 
-    def __init__(self, settings: AuthSettings) -> None:
+    Up to ``cache_size`` verified tokens are remembered until they expire (0: none);
+    ``clock`` (epoch seconds) is injectable for tests.
+    """
+
+    def __init__(
+        self,
+        settings: AuthSettings,
+        cache_size: int = 4096,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         algorithms = [name.upper() for name in settings.algorithms]
         unknown = set(algorithms) - _SYMMETRIC - _ASYMMETRIC
         if not algorithms or unknown:
@@ -103,9 +119,27 @@ class TokenVerifier:
             self._key: Any = settings.public_key
         else:
             self._key = settings.secret
+        self._cache_size = cache_size
+        self._clock = clock
+        self._verified: OrderedDict[str, Claims] = OrderedDict()
 
     def verify(self, token: str) -> Claims:
         """Verify a token and return its claims, or raise ``InvalidToken``."""
+        claims = self._verified.get(token)
+        if claims is not None:
+            if self._clock() < claims.exp + self._settings.leeway_s:
+                self._verified.move_to_end(token)
+                return claims
+            del self._verified[token]
+            raise InvalidToken("token expired")
+        claims = self._verify_signed(token)
+        if self._cache_size > 0:
+            self._verified[token] = claims
+            if len(self._verified) > self._cache_size:
+                self._verified.popitem(last=False)
+        return claims
+
+    def _verify_signed(self, token: str) -> Claims:
         try:
             payload = jwt.decode(
                 token,
