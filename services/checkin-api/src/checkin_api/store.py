@@ -48,7 +48,7 @@ from checkin_api.domain import (
     Scope,
     check_dates,
 )
-from checkin_api.outbox import NEXT_SEQ, append_event
+from checkin_api.outbox import append_event, insert_with_event
 
 logger = logging.getLogger(__name__)
 
@@ -204,31 +204,31 @@ class CheckinStore:
     async def check_in(self, scope: Scope, data: CheckinInput) -> GuestCheckin:
         """Create the record of a guest checking in; emits ``guest_created``.
 
-        One statement takes the org's next ``seq`` and inserts the record, returning
-        it whole (a new record has no documents): the write path is BEGIN, this,
-        the outbox row and COMMIT, four round trips to the database.
+        The record, the org's next ``seq`` and the outbox row are written by one
+        statement (``insert_with_event``): one round trip to the database.
         """
         values = data.model_dump()
         columns = list(values)
         placeholders = ", ".join(f"${index + 2}" for index in range(len(columns)))
-        async with self._transaction() as connection:
-            row = await connection.fetchrow(
-                f"WITH next AS ({NEXT_SEQ}) "
+        draft = GuestCreated(
+            org_id=scope.org_id,
+            property_id=data.property_id,
+            seq=1,  # placeholders: the statement stores the real seq and id
+            entity_id=1,
+            actor_user_id=scope.user_id,
+        )
+        async with self._pool.acquire(timeout=self._acquire_timeout_s) as connection:
+            row = await insert_with_event(
+                connection,
                 f"INSERT INTO guest_checkins AS c (org_id, {', '.join(columns)}) "
                 f"VALUES ($1, {placeholders}) RETURNING {_CHECKIN_FIELDS}, "
-                "0 AS document_count, (SELECT last_seq FROM next) AS seq",
-                scope.org_id,
-                *values.values(),
+                "0 AS document_count",
+                [scope.org_id, *values.values()],
+                draft,
             )
-            values = dict(row)
-            seq = int(values.pop("seq"))
-            record = GuestCheckin.model_validate(values)
-            await append_event(
-                connection,
-                scope.org_id,
-                lambda number: GuestCreated(**_envelope(scope, record, number)),
-                seq=seq,
-            )
+        values = dict(row)
+        values.pop("seq")
+        record = GuestCheckin.model_validate(values)
         metrics.WRITES.labels("guest_created").inc()
         logger.info("guest checked in org_id=%s checkin_id=%s", scope.org_id, record.id)
         return record
