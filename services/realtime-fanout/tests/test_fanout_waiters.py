@@ -30,6 +30,12 @@ def answer_now(judged: Answer | Waiter | CursorAhead) -> Answer:
     return judged
 
 
+def answered(held: Waiter) -> Answer:
+    answer = held.future.result()
+    assert answer is not None, "the hold ended without an answer"
+    return answer
+
+
 def body(answer: Answer) -> Any:
     return orjson.loads(answer.body())
 
@@ -71,7 +77,7 @@ async def test_cursor_at_head_waits_and_is_woken_by_the_next_event(
     held = waiter(hub.poll(1, 1, None))
     assert not held.future.done()
     hub.publish(event(2))
-    assert seqs(held.future.result()) == [2]
+    assert seqs(answered(held)) == [2]
     assert hub.waiter_count(1) == 0
 
 
@@ -97,7 +103,7 @@ async def test_waiting_ahead_skips_the_events_up_to_the_cursor(
     hub.publish(event(3))
     assert not held.future.done()
     hub.publish(event(4))
-    assert seqs(held.future.result()) == [4]
+    assert seqs(answered(held)) == [4]
 
 
 async def test_a_waiter_on_one_property_is_not_woken_by_another(
@@ -107,7 +113,7 @@ async def test_a_waiter_on_one_property_is_not_woken_by_another(
     on_11 = waiter(hub.poll(1, 0, frozenset({11})))
     on_12 = waiter(hub.poll(1, 0, frozenset({12})))
     hub.publish(event(1, property_id=11))
-    assert seqs(on_11.future.result()) == [1]
+    assert seqs(answered(on_11)) == [1]
     assert not on_12.future.done()
     assert hub.hold_ended(on_12).last_event_id == 1
 
@@ -119,8 +125,8 @@ async def test_a_manager_filter_sees_only_its_properties(
     manager = waiter(hub.poll(1, 0, frozenset({11})))
     hub.publish(event(1, property_id=12))
     hub.publish(event(2, property_id=11))
-    assert seqs(manager.future.result()) == [2]
-    assert body(manager.future.result())["lastEventId"] == "2"
+    assert seqs(answered(manager)) == [2]
+    assert body(answered(manager))["lastEventId"] == "2"
 
 
 async def test_another_orgs_events_never_wake_a_waiter(hub: Hub, event: Event) -> None:
@@ -140,8 +146,8 @@ async def test_waiters_with_the_same_cursor_and_filter_share_one_answer(
     first = waiter(hub.poll(1, 0, None))
     second = waiter(hub.poll(1, 0, None))
     hub.publish(event(1))
-    assert first.future.result() is second.future.result()
-    assert first.future.result().body() is second.future.result().body()
+    assert answered(first) is answered(second)
+    assert answered(first).body() is answered(second).body()
 
 
 async def test_the_waiter_cap_refuses_one_more_and_a_removal_frees_a_place(
@@ -170,7 +176,7 @@ async def test_a_hole_still_open_after_the_grace_time_resyncs_waiters_behind_it(
     assert not behind.future.done()
     clock.advance(0.6)
     hub.sweep()
-    answer = behind.future.result()
+    answer = answered(behind)
     assert answer.resync
     assert answer.last_event_id == 3
     assert answer_now(hub.poll(1, 1, None)).resync
@@ -186,8 +192,8 @@ async def test_a_hole_filled_within_the_grace_time_delivers_in_order(
     clock.advance(0.5)
     hub.sweep()
     hub.publish(event(2))
-    assert seqs(held.future.result()) == [2, 3]
-    assert not held.future.result().resync
+    assert seqs(answered(held)) == [2, 3]
+    assert not answered(held).resync
 
 
 async def test_duplicates_are_counted_and_not_delivered_twice(
@@ -220,7 +226,7 @@ async def test_drain_answers_every_waiter_at_once_with_its_own_cursor(
     hub.learn_position(1, 4)
     held = waiter(hub.poll(1, 4, None))
     assert hub.drain() == 1
-    assert body(held.future.result()) == {
+    assert body(answered(held)) == {
         "events": [],
         "lastEventId": "4",
         "resync": False,
@@ -234,7 +240,7 @@ async def test_a_lost_connection_forgets_every_org_and_releases_waiters(
     hub.publish(event(1))
     held = waiter(hub.poll(1, 1, None))
     hub.connection_lost()
-    assert held.future.result().last_event_id == 1
+    assert answered(held).last_event_id == 1
     assert not hub.is_known(1)
 
 

@@ -27,6 +27,7 @@ from service_kit.auth import Claims, InvalidToken
 from service_kit.errors import ApiError
 from service_kit.web import CLAIMS_KEY, authenticate, traces_itself
 
+from realtime_fanout.openapi import OPENAPI_BODY
 from realtime_fanout.positions import PositionLearner, PositionUnavailable
 from realtime_fanout.settings import FanoutSettings
 from realtime_fanout.waiters import (
@@ -118,6 +119,7 @@ async def subscribe(request: web.Request) -> web.Response:
         )
         return web.Response(body=answer.body(), content_type="application/json")
     except ApiError as exc:
+        hub.stats.poll_rejected(exc.status)
         _record_span(request, started_ns, exc.status, None)
         raise
     except asyncio.CancelledError:
@@ -280,7 +282,13 @@ async def metrics_summary(request: web.Request) -> web.Response:
     return web.json_response(summary)
 
 
+async def openapi_document(_: web.Request) -> web.Response:
+    """The OpenAPI document of the fanout's routes (no token needed)."""
+    return web.Response(body=OPENAPI_BODY, content_type="application/json")
+
+
 def add_routes(app: web.Application) -> None:
     """Register the fanout's routes on the application."""
     app.router.add_get(SUBSCRIBE_PATH, subscribe)
     app.router.add_get("/v1/guest-checkin/realtime/metrics", metrics_summary)
+    app.router.add_get("/v1/guest-checkin/realtime/openapi.json", openapi_document)

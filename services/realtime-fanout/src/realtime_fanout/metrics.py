@@ -34,6 +34,18 @@ RESYNCS = Counter(
     "fanout_resync_total", "Polls answered with resync, by reason.", ["reason"]
 )
 DUPLICATES = Counter("fanout_duplicates_total", "Duplicate or late events dropped.")
+POLLS_REJECTED = Counter(
+    "fanout_polls_rejected_total",
+    "Polls refused before or during the hold, by reason.",
+    ["reason"],
+)
+REJECTION_REASONS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    429: "waiter_cap",
+    503: "shutting_down",
+}
 
 ACTIVE_WINDOW_S = 300.0
 
@@ -59,6 +71,10 @@ class FanoutStats:
 
     def resync(self, reason: str) -> None:
         RESYNCS.labels(reason=reason).inc()
+
+    def poll_rejected(self, status: int) -> None:
+        """Count a poll refused with an HTTP error status (429 cap, 503, 400, ...)."""
+        POLLS_REJECTED.labels(reason=REJECTION_REASONS.get(status, str(status))).inc()
 
     def waiters_changed(self, delta: int) -> None:
         self.waiters += delta
