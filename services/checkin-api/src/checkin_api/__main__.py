@@ -1,9 +1,14 @@
-"""Run the check-in API: ``python -m checkin_api`` (stops cleanly on SIGTERM)."""
+"""Run the check-in API: ``python -m checkin_api`` (stops cleanly on SIGTERM).
+
+The loop is uvloop: its C transports make each socket write (a database statement,
+an answer, a publish) cheaper; see the commit that added it for the figures.
+"""
 
 from __future__ import annotations
 
 import logging
 
+import uvloop
 from aiohttp import web
 from service_kit.auth import AuthSettings
 from service_kit.logs import configure_logging
@@ -30,6 +35,7 @@ def main() -> None:
         print=None,
         shutdown_timeout=5.0,
         access_log=None,
+        loop=uvloop.new_event_loop(),
     )
     logger.info("checkin-api stopped")
 
