@@ -274,6 +274,10 @@ class _Record(BaseModel):
         """The camelCase JSON-ready dict the API answers with."""
         return self.model_dump(mode="json", by_alias=True)
 
+    def wire_json(self) -> bytes:
+        """``to_wire`` as JSON bytes, serialised by pydantic's core in one step."""
+        return self.model_dump_json(by_alias=True).encode()
+
 
 class GuestCheckin(_Record):
     """A guest check-in as stored."""

@@ -32,6 +32,8 @@ from checkin_api.domain import (
     DocumentType,
     DomainError,
     ExtractionInput,
+    GuestCheckin,
+    GuestDocument,
     InvalidInput,
     Scope,
     UnsupportedDocument,
@@ -159,6 +161,18 @@ def _page_request(request: web.Request) -> PageRequest:
     )
 
 
+def _record_answer(
+    record: GuestCheckin | GuestDocument, status: int = 200
+) -> web.Response:
+    """A record as the JSON answer (the bytes come straight from pydantic)."""
+    return web.Response(
+        body=record.wire_json(),
+        status=status,
+        content_type="application/json",
+        charset="utf-8",
+    )
+
+
 # --- check-ins -----------------------------------------------------------------
 
 
@@ -168,7 +182,7 @@ async def create_checkin(request: web.Request) -> web.Response:
     data = parse_input(CheckinInput, await _json_body(request))
     claims.require_property(data.property_id)
     record = await request.app[STORE_KEY].check_in(_scope(claims), data)
-    return web.json_response(record.to_wire(), status=201)
+    return _record_answer(record, status=201)
 
 
 async def list_checkins(request: web.Request) -> web.Response:
@@ -192,7 +206,7 @@ async def get_checkin(request: web.Request) -> web.Response:
     """``GET /v1/guest-checkins/{id}``."""
     claims = authenticate(request)
     record = await request.app[STORE_KEY].get(_scope(claims), _checkin_id(request))
-    return web.json_response(record.to_wire())
+    return _record_answer(record)
 
 
 async def update_checkin(request: web.Request) -> web.Response:
@@ -201,7 +215,7 @@ async def update_checkin(request: web.Request) -> web.Response:
     checkin_id = _checkin_id(request)
     changes = parse_input(CheckinChanges, await _json_body(request))
     record = await request.app[STORE_KEY].update(_scope(claims), checkin_id, changes)
-    return web.json_response(record.to_wire())
+    return _record_answer(record)
 
 
 async def check_out(request: web.Request) -> web.Response:
@@ -210,7 +224,7 @@ async def check_out(request: web.Request) -> web.Response:
     record = await request.app[STORE_KEY].check_out(
         _scope(claims), _checkin_id(request)
     )
-    return web.json_response(record.to_wire())
+    return _record_answer(record)
 
 
 async def delete_checkin(request: web.Request) -> web.Response:
@@ -243,7 +257,7 @@ async def upload_document(request: web.Request) -> web.Response:
     document = await request.app[STORE_KEY].add_document(
         _scope(claims), checkin_id, document_type, content_type, filename, content
     )
-    return web.json_response(document.to_wire(), status=201)
+    return _record_answer(document, status=201)
 
 
 async def _read_upload(
@@ -331,7 +345,7 @@ async def put_extraction(request: web.Request) -> web.Response:
     document = await request.app[STORE_KEY].record_extraction(
         _scope(claims), checkin_id, document_id, extraction
     )
-    return web.json_response(document.to_wire())
+    return _record_answer(document)
 
 
 # --- local mode and description ------------------------------------------------
