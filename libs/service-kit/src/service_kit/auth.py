@@ -154,6 +154,8 @@ class TokenVerifier:
             raise InvalidToken("token expired") from exc
         except jwt.ImmatureSignatureError as exc:
             raise InvalidToken("token not yet valid") from exc
+        except jwt.DecodeError as exc:
+            raise InvalidToken("token is malformed or its signature is wrong") from exc
         except jwt.InvalidTokenError as exc:
             raise InvalidToken(f"token rejected: {exc}") from exc
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from service_kit.auth import AuthSettings, mint_token
+from service_kit.auth import ROLES, AuthSettings, mint_token
 
 
 def _parse(arguments: list[str]) -> dict[str, str]:
@@ -26,12 +26,15 @@ def _parse(arguments: list[str]) -> dict[str, str]:
 def main(arguments: list[str] | None = None) -> None:
     """Print one token for the options given on the command line."""
     options = _parse(sys.argv[1:] if arguments is None else arguments)
+    role = options.get("role", "ADMIN").upper()
+    if role not in ROLES:
+        raise SystemExit(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     org = int(options.get("org", "1"))
     properties = options.get("properties", "")
     token = mint_token(
         AuthSettings(),
         org_id=org,
-        role=options.get("role", "ADMIN").upper(),
+        role=role,
         user_id=options.get("user", f"user-{org}"),
         property_ids=[int(p) for p in properties.split(",")] if properties else None,
         ttl_s=int(options.get("ttl", "3600")),
