@@ -135,7 +135,16 @@ def _record_span(
     """The poll's server span, from its arrival to now, continuing the caller's trace.
 
     An answer with events also gets its ``fanout.deliver`` span, linked to this one.
+    Recorded only for a poll that is part of a trace: the caller sent a
+    ``traceparent``, or the answer carries events of a traced write. Every answer
+    costs CPU while thousands of waiters are woken at once; an untraced poll's span
+    would be a root nobody looks at.
     """
+    traced_events = answer is not None and any(
+        event.trace_context is not None for event in answer.events
+    )
+    if not traced_events and "traceparent" not in request.headers:
+        return
     claims = request.get(CLAIMS_KEY)
     attributes: dict[str, str | int] = {
         "http.request.method": request.method,
