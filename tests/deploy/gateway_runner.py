@@ -62,8 +62,10 @@ def running_gateway(
     conf = GATEWAY_CONF.read_text()
     conf = conf.replace("modules/ngx_http_js_module.so", str(NJS_MODULE))
     conf = conf.replace("include mime.types;", f"include {MIME_TYPES};")
-    conf = conf.replace("js_path /etc/nginx/njs/;", f"js_path {GATEWAY_CONF.parent}/;")
+    # The config's own /tmp/ paths move under the prefix first, so that a checkout
+    # which itself lives under /tmp keeps its js_path.
     conf = conf.replace("/tmp/", f"{prefix}/")
+    conf = conf.replace("js_path /etc/nginx/njs/;", f"js_path {GATEWAY_CONF.parent}/;")
     conf = conf.replace("listen 8080;", f"listen 127.0.0.1:{port};")
     conf = conf.replace("root /usr/share/nginx/html;", f"root {web_root or prefix};")
     for name, upstream_port in upstream_ports.items():
