@@ -34,6 +34,7 @@ from aio_pika.abc import (
 )
 from opentelemetry import context, propagate, trace
 
+from checkin_events.closing import CLOSE_TIMEOUT_S, close_within
 from checkin_events.models import ContractError, GuestEvent, parse_event
 from checkin_events.routing import DEFAULT_EXCHANGE, declare_exchange
 
@@ -218,7 +219,7 @@ class EventConsumer:
             except Exception:  # the connection may already be gone
                 logger.debug("consumer cancel failed", exc_info=True)
         if self._connection is not None:
-            await self._connection.close()
+            await close_within(self._connection, CLOSE_TIMEOUT_S)
         self._connection = self._channel = self._queue = None
         self._consumer_tag = None
         self._attached = False

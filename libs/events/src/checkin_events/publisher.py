@@ -19,6 +19,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnec
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
+from checkin_events.closing import CLOSE_TIMEOUT_S, close_within
 from checkin_events.models import GuestEvent
 from checkin_events.routing import DEFAULT_EXCHANGE, declare_exchange, routing_key
 
@@ -166,7 +167,7 @@ class EventPublisher:
     async def close(self) -> None:
         """Close the channel and the connection."""
         if self._connection is not None:
-            await self._connection.close()
+            await close_within(self._connection, CLOSE_TIMEOUT_S)
         self._connection = self._channel = self._exchange = None
 
     async def __aenter__(self) -> EventPublisher:

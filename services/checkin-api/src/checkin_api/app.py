@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 RELAY_KEY = web.AppKey("outbox_relay", OutboxRelay)
 READINESS_TIMEOUT_S = 2.0
+RELAY_STOP_TIMEOUT_S = 10.0
 
 
 def create_app(settings: ApiSettings, auth: AuthSettings) -> web.Application:
@@ -85,8 +86,14 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(app[RELAY_KEY].run(), name="outbox-relay")
     yield
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    # Bounded: shutdown must not wait on a broker or database that does not answer.
+    # Rows the relay did not mark are published again by the next relay.
+    done, _ = await asyncio.wait({task}, timeout=RELAY_STOP_TIMEOUT_S)
+    if not done:
+        logger.warning("outbox relay did not stop within %.0fs", RELAY_STOP_TIMEOUT_S)
+    else:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     logger.info("outbox relay stopped")
 
 
