@@ -27,6 +27,7 @@ from checkin_events import shard_for
 
 from tests.deploy import deploy_files
 from tests.deploy.gateway_runner import MISSING_REASON, gateway_missing, running_gateway
+from tests.support.guests import guest
 from tests.support.infra import Infra, fresh_database
 from tests.support.polling import poll_until
 from tests.support.processes import ServiceProcess
@@ -116,24 +117,6 @@ def _org_in(shard_set: str) -> int:
             return org
 
 
-def _guest(property_id: int) -> dict[str, Any]:
-    return {
-        "propertyId": property_id,
-        "fullName": "Ada Example",
-        "email": "ada@example.com",
-        "phone": "+44 20 7946 0000",
-        "address": "1 Test Street, London",
-        "guestType": "foreign",
-        "nationality": "GB",
-        "idType": "passport",
-        "idNumber": "P1234567",
-        "roomNumber": "101",
-        "numberOfGuests": 2,
-        "checkInDate": "2026-12-03",
-        "expectedCheckoutDate": "2026-12-05",
-    }
-
-
 async def _waiting_polls(
     http: aiohttp.ClientSession, fanout: ServiceProcess, headers: dict[str, str]
 ) -> bool:
@@ -184,7 +167,7 @@ async def test_a_write_reaches_the_waiting_poll_through_the_gateway(
     )
     started = time.monotonic()
     async with http.post(
-        gateway + "/v1/guest-checkins", json=_guest(11), headers=headers
+        gateway + "/v1/guest-checkins", json=guest(11), headers=headers
     ) as answer:
         assert answer.status == 201, await answer.text()
     status, body, answer_headers = await waiting

@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.support.guests import guest
 from tests.support.infra import Infra, fresh_database
 from tests.support.polling import poll_until
 from tests.support.processes import ServiceProcess
@@ -98,24 +99,6 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         timeout=aiohttp.ClientTimeout(total=30),
     ) as session:
         yield session
-
-
-def guest(property_id: int) -> dict[str, Any]:
-    return {
-        "propertyId": property_id,
-        "fullName": "Ada Example",
-        "email": "ada@example.com",
-        "phone": "+44 20 7946 0000",
-        "address": "1 Test Street, London",
-        "guestType": "foreign",
-        "nationality": "GB",
-        "idType": "passport",
-        "idNumber": "P1234567",
-        "roomNumber": "101",
-        "numberOfGuests": 2,
-        "checkInDate": "2026-12-03",
-        "expectedCheckoutDate": "2026-12-05",
-    }
 
 
 class Staff:

@@ -26,25 +26,10 @@ from realtime_fanout.app import create_app as create_fanout
 from realtime_fanout.settings import FanoutSettings
 from service_kit.auth import TokenVerifier
 
+from tests.support.guests import guest
 from tests.support.infra import Infra, fresh_database
 from tests.support.polling import poll_until
 from tests.support.tokens import TEST_AUTH, bearer
-
-GUEST = {
-    "propertyId": 11,
-    "fullName": "Trace Guest",
-    "email": "trace@example.com",
-    "phone": "+15550100",
-    "address": "1 Main St",
-    "guestType": "domestic",
-    "nationality": "US",
-    "idType": "passport",
-    "idNumber": "X1234567",
-    "roomNumber": "101",
-    "numberOfGuests": 1,
-    "checkInDate": "2026-12-03",
-    "expectedCheckoutDate": "2026-12-05",
-}
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +104,7 @@ async def test_one_trace_runs_from_the_post_to_the_poll_that_delivered_it(
             lambda: _has_waiter(fanout), "the poll to be waiting", timeout_s=10
         )
         created = await http.post(
-            api.make_url("/v1/guest-checkins"), json=GUEST, headers=headers
+            api.make_url("/v1/guest-checkins"), json=guest(11), headers=headers
         )
         assert created.status == 201
         answer = await (await asyncio.wait_for(poll, timeout=10)).json()

@@ -20,8 +20,9 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 
 from tests.faults.conftest import Stack
+from tests.support.guests import guest
 from tests.support.polling import poll_until
-from tests.support.realtime import CHECKINS, Follower, Staff, guest
+from tests.support.realtime import CHECKINS, Follower, Staff
 from tests.support.tokens import bearer
 
 logger = logging.getLogger(__name__)

@@ -15,8 +15,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.support.guests import guest
 from tests.support.processes import ServiceProcess
-from tests.support.realtime import CHECKINS, SUBSCRIBE, guest
+from tests.support.realtime import CHECKINS, SUBSCRIBE
 from tests.support.tokens import bearer
 
 logger = logging.getLogger(__name__)

@@ -25,9 +25,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.support.guests import guest
 from tests.support.infra import Infra, fresh_database
 from tests.support.processes import ServiceProcess
-from tests.support.realtime import CHECKINS, METRICS, SUBSCRIBE, api_process, guest
+from tests.support.realtime import CHECKINS, METRICS, SUBSCRIBE, api_process
 from tests.support.tokens import TEST_SECRET, bearer
 
 logger = logging.getLogger(__name__)

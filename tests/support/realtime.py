@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 
+from tests.support.guests import guest
 from tests.support.polling import poll_until
 from tests.support.processes import ServiceProcess
 from tests.support.tokens import AUTH_ENV, bearer
@@ -59,25 +60,6 @@ def fanout_process(
             **env,
         },
     )
-
-
-def guest(property_id: int) -> dict[str, Any]:
-    """A valid check-in body for the property."""
-    return {
-        "propertyId": property_id,
-        "fullName": "Ada Example",
-        "email": "ada@example.com",
-        "phone": "+44 20 7946 0000",
-        "address": "1 Test Street, London",
-        "guestType": "foreign",
-        "nationality": "GB",
-        "idType": "passport",
-        "idNumber": "P1234567",
-        "roomNumber": "101",
-        "numberOfGuests": 2,
-        "checkInDate": "2026-12-03",
-        "expectedCheckoutDate": "2026-12-05",
-    }
 
 
 def seqs(body: Any) -> list[int]:

@@ -15,6 +15,7 @@ from checkin_api.app import create_app
 from checkin_api.settings import ApiSettings
 from checkin_events import EventConsumer, GuestEvent
 
+from tests.support.guests import guest
 from tests.support.infra import Infra, fresh_database
 from tests.support.tokens import TEST_AUTH
 
@@ -131,27 +132,6 @@ def org() -> int:
 @pytest.fixture
 def other_org(org: int) -> int:
     return org + 1
-
-
-def guest(property_id: int = 11, **changes: Any) -> dict[str, Any]:
-    """A valid check-in body for the property, with some fields changed."""
-    body: dict[str, Any] = {
-        "propertyId": property_id,
-        "fullName": "Ada Example",
-        "email": "ada@example.com",
-        "phone": "+44 20 7946 0000",
-        "address": "1 Test Street, London",
-        "guestType": "foreign",
-        "nationality": "GB",
-        "idType": "passport",
-        "idNumber": "P1234567",
-        "roomNumber": "101",
-        "numberOfGuests": 2,
-        "checkInDate": "2026-12-03",
-        "expectedCheckoutDate": "2026-12-05",
-    }
-    body.update(changes)
-    return body
 
 
 @pytest.fixture
