@@ -21,7 +21,8 @@ from tests.support.guests import guest
 from tests.support.infra import Infra, fresh_database
 from tests.support.polling import poll_until
 from tests.support.processes import ServiceProcess
-from tests.support.tokens import AUTH_ENV, bearer
+from tests.support.realtime import api_process, fanout_process
+from tests.support.tokens import bearer
 
 SUBSCRIBE = "/v1/guest-checkin/realtime/subscribe"
 METRICS = "/v1/guest-checkin/realtime/metrics"
@@ -37,16 +38,7 @@ def events_exchange() -> str:
 def api(infra: Infra, events_exchange: str) -> Iterator[ServiceProcess]:
     """The check-in API on its own database, publishing to this module's exchange."""
     with fresh_database(infra, "e2e_fanout") as database_url:
-        process = ServiceProcess(
-            "checkin_api",
-            {
-                **AUTH_ENV,
-                "DATABASE_URL": database_url,
-                "AMQP_URL": infra.amqp_url,
-                "EVENTS_EXCHANGE": events_exchange,
-                "RELAY_SWEEP_S": "1",
-            },
-        )
+        process = api_process(database_url, infra.amqp_url, events_exchange)
         process.start(timeout_s=30)
         try:
             yield process
@@ -65,17 +57,8 @@ def start_fanout(
     started: list[ServiceProcess] = []
 
     def start(**env: str) -> ServiceProcess:
-        process = ServiceProcess(
-            "realtime_fanout",
-            {
-                **AUTH_ENV,
-                "AMQP_URL": infra.amqp_url,
-                "EVENTS_EXCHANGE": events_exchange,
-                "CHECKIN_API_URL": api.url,
-                "REALTIME_WAIT_S": str(WAIT_S),
-                "AMQP_CONNECTION_NAME": f"fanout-e2e-{uuid.uuid4().hex[:8]}",
-                **env,
-            },
+        process = fanout_process(
+            infra.amqp_url, events_exchange, api.url, WAIT_S, **env
         )
         process.start(ready_path="/readyz")
         started.append(process)
