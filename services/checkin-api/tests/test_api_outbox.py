@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -17,7 +16,7 @@ from checkin_events import EventPublisher, GuestEvent, PublishFailed
 
 from tests.support.infra import Infra
 from tests.support.polling import poll_until
-from tests.support.tcp_proxy import TcpProxy
+from tests.support.tcp_proxy import proxy_to, through
 from tests.support.tokens import bearer
 
 Client = TestClient[Any, Any]
@@ -28,19 +27,6 @@ async def create(api: Client, org: int, body: dict[str, Any]) -> dict[str, Any]:
     answer = await api.post("/v1/guest-checkins", json=body, headers=bearer(org))
     assert answer.status == 201, await answer.text()
     return dict(await answer.json())
-
-
-def proxy_to(url: str) -> TcpProxy:
-    parts = urlsplit(url)
-    return TcpProxy(parts.hostname or "127.0.0.1", parts.port or 0)
-
-
-def through(url: str, proxy: TcpProxy) -> str:
-    parts = urlsplit(url)
-    netloc = parts.netloc.replace(
-        f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}"
-    )
-    return parts._replace(netloc=netloc).geturl()
 
 
 async def unpublished(database_url: str) -> int:
