@@ -9,9 +9,16 @@
 import { createGuestCheckInRealtime } from "./src/index.js";
 
 const SESSION_KEY = "checkin-demo:session";
-const PROPERTY_NAMES = { 1: "Harbor View", 2: "Old Town Lodge", 3: "Lakeside Inn", 4: "Airport Suites", 5: "Mountain Retreat" };
+const PROPERTY_NAMES = {
+  1: "Harbor View",
+  2: "Old Town Lodge",
+  3: "Lakeside Inn",
+  4: "Airport Suites",
+  5: "Mountain Retreat",
+};
 const params = new URLSearchParams(location.search);
-const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
+const $ = (/** @type {string} */ id) =>
+  /** @type {HTMLElement} */ (document.getElementById(id));
 
 /** @type {ReturnType<typeof createGuestCheckInRealtime> | null} */
 let client = null;
@@ -28,7 +35,8 @@ function readSession() {
   }
 }
 
-const propertyName = (/** @type {number} */ id) => `${PROPERTY_NAMES[/** @type {1} */ (id)] ?? "Property"} · ${id}`;
+const propertyName = (/** @type {number} */ id) =>
+  `${PROPERTY_NAMES[/** @type {1} */ (id)] ?? "Property"} · ${id}`;
 
 function show(/** @type {"login" | "app" | "signed-out"} */ view) {
   $("login-view").hidden = view !== "login";
@@ -60,11 +68,16 @@ async function api(/** @type {string} */ path, /** @type {RequestInit} */ init =
   return response.status === 204 ? null : response.json();
 }
 
-function propertyChoices(/** @type {NonNullable<ReturnType<typeof readSession>>} */ session) {
+function propertyChoices(
+  /** @type {NonNullable<ReturnType<typeof readSession>>} */ session,
+) {
   return session.propertyIds?.length ? session.propertyIds : [1, 2, 3, 4, 5];
 }
 
-function fillPropertySelects(/** @type {NonNullable<ReturnType<typeof readSession>>} */ session, /** @type {number | null} */ selected) {
+function fillPropertySelects(
+  /** @type {NonNullable<ReturnType<typeof readSession>>} */ session,
+  /** @type {number | null} */ selected,
+) {
   const picker = /** @type {HTMLSelectElement} */ ($("property"));
   const formPicker = /** @type {HTMLSelectElement} */ ($("checkin-property"));
   picker.replaceChildren(new Option("All properties", ""));
@@ -78,14 +91,18 @@ function fillPropertySelects(/** @type {NonNullable<ReturnType<typeof readSessio
 }
 
 function selectedProperty() {
-  const stored = sessionStorage.getItem("checkin-demo:property") ?? params.get("property") ?? "";
+  const stored =
+    sessionStorage.getItem("checkin-demo:property") ?? params.get("property") ?? "";
   return stored === "" ? null : Number(stored);
 }
 
 /** "2026-12-03" → "Dec 3", in the reader's locale (the date itself, no time zone shift). */
 function shortDate(/** @type {string} */ isoDate) {
   const [year, month, day] = isoDate.split("-").map(Number);
-  return new Date(year, month - 1, day).toLocaleDateString(undefined, { month: "short", day: "numeric" });
+  return new Date(year, month - 1, day).toLocaleDateString(undefined, {
+    month: "short",
+    day: "numeric",
+  });
 }
 
 function cell(/** @type {string} */ text, /** @type {string} */ className = "") {
@@ -95,7 +112,12 @@ function cell(/** @type {string} */ text, /** @type {string} */ className = "") 
   return td;
 }
 
-function button(/** @type {string} */ label, /** @type {string} */ testId, /** @type {() => void} */ onClick, danger = false) {
+function button(
+  /** @type {string} */ label,
+  /** @type {string} */ testId,
+  /** @type {() => void} */ onClick,
+  danger = false,
+) {
   const element = document.createElement("button");
   element.type = "button";
   element.className = danger ? "small danger" : "small";
@@ -115,7 +137,8 @@ function render(/** @type {import("./src/store.js").GuestCheckIn[]} */ items) {
     const name = document.createElement("td");
     name.innerHTML = '<div class="name"></div><div class="sub"></div>';
     /** @type {HTMLElement} */ (name.firstChild).textContent = guest.fullName;
-    /** @type {HTMLElement} */ (name.lastChild).textContent = `${guest.numberOfGuests} ${guest.numberOfGuests === 1 ? "guest" : "guests"} · ${guest.nationality}`;
+    /** @type {HTMLElement} */ (name.lastChild).textContent =
+      `${guest.numberOfGuests} ${guest.numberOfGuests === 1 ? "guest" : "guests"} · ${guest.nationality}`;
     name.dataset.testid = "guest-name";
     const status = document.createElement("td");
     const badge = document.createElement("span");
@@ -125,15 +148,23 @@ function render(/** @type {import("./src/store.js").GuestCheckIn[]} */ items) {
     const actions = document.createElement("td");
     const box = document.createElement("div");
     box.className = "actions";
-    if (guest.status === "checked_in") box.append(button("Check out", "checkout", () => void checkOut(guest.id)));
+    if (guest.status === "checked_in")
+      box.append(button("Check out", "checkout", () => void checkOut(guest.id)));
     box.append(button("Upload ID", "upload", () => chooseDocument(guest.id)));
     box.append(button("Delete", "delete", () => void remove(guest.id), true));
     actions.append(box);
     row.append(
       name,
       cell(guest.roomNumber),
-      cell(PROPERTY_NAMES[/** @type {1} */ (guest.propertyId)] ?? `Property ${guest.propertyId}`, "muted nowrap"),
-      cell(`${shortDate(guest.checkInDate)} → ${shortDate(guest.expectedCheckoutDate)}`, "nowrap"),
+      cell(
+        PROPERTY_NAMES[/** @type {1} */ (guest.propertyId)] ??
+          `Property ${guest.propertyId}`,
+        "muted nowrap",
+      ),
+      cell(
+        `${shortDate(guest.checkInDate)} → ${shortDate(guest.expectedCheckoutDate)}`,
+        "nowrap",
+      ),
       status,
       cell(String(guest.documentCount ?? 0)),
       actions,
@@ -144,20 +175,38 @@ function render(/** @type {import("./src/store.js").GuestCheckIn[]} */ items) {
   shownIds = new Set(items.map((guest) => guest.id));
   $("empty").hidden = items.length > 0;
   const inHouse = items.filter((guest) => guest.status === "checked_in").length;
-  $("counts").textContent = `${inHouse} in house · ${items.length - inHouse} checked out`;
+  $("counts").textContent =
+    `${inHouse} in house · ${items.length - inHouse} checked out`;
 }
 
 function renderStatus(/** @type {import("./src/index.js").RealtimeStatus} */ status) {
   const role = $("status-role");
   const strategy = status.strategy === "web-locks" ? "Web Locks" : "storage lease";
   role.innerHTML = '<span class="dot"></span>';
-  role.append(status.role === "leader" ? `Leader tab (${strategy})` : status.role === "follower" ? "Follower tab" : "Stopped");
-  /** @type {HTMLElement} */ (role.firstChild).className = `dot ${status.role === "stopped" ? "bad" : "live"}`;
+  role.append(
+    status.role === "leader"
+      ? `Leader tab (${strategy})`
+      : status.role === "follower"
+        ? "Follower tab"
+        : "Stopped",
+  );
+  /** @type {HTMLElement} */ (role.firstChild).className =
+    `dot ${status.role === "stopped" ? "bad" : "live"}`;
   role.dataset.role = status.role;
-  const labels = { polling: "Live", following: "Live (via leader)", paused: "Live (idle pause)", backoff: "Reconnecting…",
-    offline: "Offline", stopped: "Stopped", "signed-out": "Signed out", idle: "Connecting…", unauthorized: "Session expired" };
+  const labels = {
+    polling: "Live",
+    following: "Live (via leader)",
+    paused: "Live (idle pause)",
+    backoff: "Reconnecting…",
+    offline: "Offline",
+    stopped: "Stopped",
+    "signed-out": "Signed out",
+    idle: "Connecting…",
+    unauthorized: "Session expired",
+  };
   const connection = $("status-connection");
-  connection.textContent = labels[/** @type {"polling"} */ (status.connection)] ?? status.connection;
+  connection.textContent =
+    labels[/** @type {"polling"} */ (status.connection)] ?? status.connection;
   connection.dataset.state = status.connection;
   const last = status.lastEvent;
   $("status-last-event").textContent = last
@@ -192,7 +241,10 @@ async function upload(/** @type {File} */ file) {
   form.append("documentType", "passport");
   form.append("file", file, file.name);
   try {
-    await api(`/v1/guest-checkins/${uploadFor}/documents`, { method: "POST", body: form });
+    await api(`/v1/guest-checkins/${uploadFor}/documents`, {
+      method: "POST",
+      body: form,
+    });
     toast("Document uploaded");
   } catch (error) {
     toast(`Upload failed: ${/** @type {Error} */ (error).message}`);
@@ -201,7 +253,11 @@ async function upload(/** @type {File} */ file) {
 
 async function checkIn(/** @type {HTMLFormElement} */ form) {
   const data = Object.fromEntries(new FormData(form));
-  const body = { ...data, propertyId: Number(data.propertyId), numberOfGuests: Number(data.numberOfGuests) };
+  const body = {
+    ...data,
+    propertyId: Number(data.propertyId),
+    numberOfGuests: Number(data.numberOfGuests),
+  };
   try {
     await api("/v1/guest-checkins", {
       method: "POST",
@@ -227,22 +283,29 @@ function startClient() {
     // A refresh re-reads the shared session: another tab may have signed in again.
     getToken: () => readSession()?.token ?? null,
     propertyId,
-    telemetrySampleRate: params.has("telemetry") ? Number(params.get("telemetry")) : undefined,
+    telemetrySampleRate: params.has("telemetry")
+      ? Number(params.get("telemetry"))
+      : undefined,
     forceStorageChannel: params.get("channel") === "storage",
     onChange: render,
     onStatus: renderStatus,
     onSignedOut: (reason) => {
       client = null;
-      $("signed-out-reason").textContent = reason === "logout"
-        ? "You signed out in this or another tab."
-        : "Your session expired. Sign in again to continue.";
+      $("signed-out-reason").textContent =
+        reason === "logout"
+          ? "You signed out in this or another tab."
+          : "Your session expired. Sign in again to continue.";
       $("guest-rows").replaceChildren();
       show("signed-out");
     },
   });
   client = created;
   // Kept after sign-out too, so the signed-out state can be inspected.
-  window.__realtime = { status: () => created.status(), items: () => created.items(), client: created };
+  window.__realtime = {
+    status: () => created.status(),
+    items: () => created.items(),
+    client: created,
+  };
   void created.start();
 }
 
@@ -250,8 +313,12 @@ function wire() {
   const today = new Date();
   const inThree = new Date(today.getTime() + 3 * 86_400_000);
   const form = /** @type {HTMLFormElement} */ ($("checkin-form"));
-  /** @type {HTMLInputElement} */ (form.elements.namedItem("checkInDate")).value = today.toISOString().slice(0, 10);
-  /** @type {HTMLInputElement} */ (form.elements.namedItem("expectedCheckoutDate")).value = inThree.toISOString().slice(0, 10);
+  /** @type {HTMLInputElement} */ (form.elements.namedItem("checkInDate")).value = today
+    .toISOString()
+    .slice(0, 10);
+  /** @type {HTMLInputElement} */ (
+    form.elements.namedItem("expectedCheckoutDate")
+  ).value = inThree.toISOString().slice(0, 10);
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     void checkIn(form);
@@ -260,17 +327,37 @@ function wire() {
   $("login-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const data = new FormData(/** @type {HTMLFormElement} */ (event.target));
-    const propertyIds = String(data.get("propertyIds") ?? "").split(",").map((part) => Number(part.trim())).filter(Boolean);
-    const body = { orgId: Number(data.get("orgId")), role: data.get("role"), ...(propertyIds.length ? { propertyIds } : {}) };
+    const propertyIds = String(data.get("propertyIds") ?? "")
+      .split(",")
+      .map((part) => Number(part.trim()))
+      .filter(Boolean);
+    const body = {
+      orgId: Number(data.get("orgId")),
+      role: data.get("role"),
+      ...(propertyIds.length ? { propertyIds } : {}),
+    };
     try {
       const response = await fetch("/v1/dev/token", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify(body),
       });
-      if (!response.ok) throw new Error(response.status === 404 ? "Local sign-in is off (LOCAL_MODE)" : `HTTP ${response.status}`);
+      if (!response.ok)
+        throw new Error(
+          response.status === 404
+            ? "Local sign-in is off (LOCAL_MODE)"
+            : `HTTP ${response.status}`,
+        );
       const { token } = await response.json();
-      localStorage.setItem(SESSION_KEY, JSON.stringify({ token, orgId: body.orgId, role: body.role, propertyIds: propertyIds.length ? propertyIds : null }));
+      localStorage.setItem(
+        SESSION_KEY,
+        JSON.stringify({
+          token,
+          orgId: body.orgId,
+          role: body.role,
+          propertyIds: propertyIds.length ? propertyIds : null,
+        }),
+      );
       $("login-error").textContent = "";
       startClient();
     } catch (error) {

@@ -70,7 +70,10 @@ export function openChannel(name, tabId, options = {}) {
     kind: "storage",
     post: (message) => {
       const nonce = `${Date.now()}-${Math.random()}`;
-      localStorage.setItem(key, JSON.stringify({ nonce, message: { ...message, from: tabId } }));
+      localStorage.setItem(
+        key,
+        JSON.stringify({ nonce, message: { ...message, from: tabId } }),
+      );
     },
     subscribe: (listener) => {
       listeners.add(listener);

@@ -60,14 +60,17 @@ export function createGuestCheckInRealtime(options) {
   /** @type {RealtimeStatus["lastEvent"]} */
   let lastEvent = null;
 
-  const getToken = async (/** @type {{refresh: boolean}} */ how) => (stopped ? null : options.getToken(how));
+  const getToken = async (/** @type {{refresh: boolean}} */ how) =>
+    stopped ? null : options.getToken(how);
   const telemetry = createTelemetry({
     baseUrl,
     tabId,
     sampleRate: options.telemetrySampleRate ?? 0.02,
     getToken: () => getToken({ refresh: false }),
   });
-  const channel = openChannel(name, tabId, { forceStorage: options.forceStorageChannel });
+  const channel = openChannel(name, tabId, {
+    forceStorage: options.forceStorageChannel,
+  });
 
   /** A fetch to the API with the current token; null once signed out. */
   async function authorizedFetch(/** @type {string} */ path) {
@@ -130,7 +133,11 @@ export function createGuestCheckInRealtime(options) {
         strategy: info.strategy,
         latencyMs: info.latencyMs,
       });
-      channel.post({ type: "hello", epoch, visible: document.visibilityState !== "hidden" });
+      channel.post({
+        type: "hello",
+        epoch,
+        visible: document.visibilityState !== "hidden",
+      });
       poller.start();
       report();
     },
@@ -165,7 +172,10 @@ export function createGuestCheckInRealtime(options) {
    * given up (no follower takes over: they are signing out too), nothing is sent with
    * the old token afterwards.
    */
-  function signOut(/** @type {"logout" | "unauthorized"} */ reason, /** @type {boolean} */ tellOthers) {
+  function signOut(
+    /** @type {"logout" | "unauthorized"} */ reason,
+    /** @type {boolean} */ tellOthers,
+  ) {
     if (stopped) return;
     if (tellOthers) {
       telemetry.record("logout_propagated", {});
@@ -190,7 +200,11 @@ export function createGuestCheckInRealtime(options) {
     channel.close();
   }
 
-  function listen(/** @type {EventTarget} */ target, /** @type {string} */ type, /** @type {EventListener} */ fn) {
+  function listen(
+    /** @type {EventTarget} */ target,
+    /** @type {string} */ type,
+    /** @type {EventListener} */ fn,
+  ) {
     target.addEventListener(type, fn);
     cleanups.push(() => target.removeEventListener(type, fn));
   }
@@ -242,7 +256,10 @@ export function createGuestCheckInRealtime(options) {
         report();
       });
       listen(window, "online", () => {
-        void store.load().catch(() => undefined).then(report);
+        void store
+          .load()
+          .catch(() => undefined)
+          .then(report);
         if (elector.isLeader()) poller.start();
         report();
       });
@@ -262,7 +279,8 @@ export function createGuestCheckInRealtime(options) {
     /** Log out in every tab of this browser profile. */
     logout: () => signOut("logout", true),
     /** Show another property (null: all the token allows). */
-    setPropertyId: (/** @type {number | null} */ propertyId) => store.setPropertyId(propertyId).then(report),
+    setPropertyId: (/** @type {number | null} */ propertyId) =>
+      store.setPropertyId(propertyId).then(report),
     /** Reload the snapshot. */
     refresh: () => store.load().then(report),
     items: () => store.list(),

@@ -10,7 +10,14 @@
  *
  * @module leader-lease
  */
-import { BEAT_MS, CHECK_MS, STALE_AFTER_MS, leaderRecord, listenerBag, pageVisible } from "./leader.js";
+import {
+  BEAT_MS,
+  CHECK_MS,
+  STALE_AFTER_MS,
+  leaderRecord,
+  listenerBag,
+  pageVisible,
+} from "./leader.js";
 
 const SETTLE_MS = 150;
 

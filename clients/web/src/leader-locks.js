@@ -9,7 +9,14 @@
  *
  * @module leader-locks
  */
-import { BEAT_MS, CHECK_MS, STALE_AFTER_MS, leaderRecord, listenerBag, pageVisible } from "./leader.js";
+import {
+  BEAT_MS,
+  CHECK_MS,
+  STALE_AFTER_MS,
+  leaderRecord,
+  listenerBag,
+  pageVisible,
+} from "./leader.js";
 
 /**
  * @param {import("./leader.js").ElectorOptions} options
@@ -54,7 +61,10 @@ export function createLockElector(options) {
     }
     navigator.locks
       .request(lockName, lockOptions, () => hold(id, steal))
-      .then(() => settled(id), () => settled(id));
+      .then(
+        () => settled(id),
+        () => settled(id),
+      );
   }
 
   /** The lock is ours: lead until `release` is called or the lock is stolen. */

@@ -40,7 +40,9 @@ export const CHECK_MS = 500;
 
 /** True when this browser offers the Web Locks API (absent outside secure contexts). */
 export function hasWebLocks() {
-  return typeof navigator !== "undefined" && typeof navigator.locks?.request === "function";
+  return (
+    typeof navigator !== "undefined" && typeof navigator.locks?.request === "function"
+  );
 }
 
 /**
@@ -98,7 +100,12 @@ export function leaderRecord(name) {
     /** @param {string} tabId @param {number} epoch */
     names(tabId, epoch) {
       const current = this.read();
-      return Boolean(current && current.tabId === tabId && current.epoch === epoch && !current.released);
+      return Boolean(
+        current &&
+        current.tabId === tabId &&
+        current.epoch === epoch &&
+        !current.released,
+      );
     },
     /** @param {LeaderRecord} record */
     write(record) {

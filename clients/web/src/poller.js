@@ -81,10 +81,12 @@ export function createPoller(options) {
     sleeping = null;
   }
 
-  const jitter = (/** @type {number} */ low, /** @type {number} */ high) => low + random() * (high - low);
+  const jitter = (/** @type {number} */ low, /** @type {number} */ high) =>
+    low + random() * (high - low);
 
   /** Full jitter: anywhere between 1 s and the exponential ceiling. */
-  const errorBackoffMs = () => Math.max(1000, random() * Math.min(BACKOFF_CAP_MS, 1000 * 2 ** failures));
+  const errorBackoffMs = () =>
+    Math.max(1000, random() * Math.min(BACKOFF_CAP_MS, 1000 * 2 ** failures));
 
   /** @param {string | null} token @param {number} cursor @param {AbortSignal} signal */
   function subscribe(token, cursor, signal) {
@@ -138,7 +140,8 @@ export function createPoller(options) {
       if (response.status === 429) {
         inFlight = null;
         const retryAfter = Number(response.headers.get("Retry-After"));
-        const waitMs = (Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : 5) * 1000;
+        const waitMs =
+          (Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : 5) * 1000;
         options.telemetry?.record("poll_error", { status: 429, retryAfterMs: waitMs });
         await sleep(waitMs + jitter(0, 1000), "backoff");
         continue;
@@ -170,11 +173,15 @@ export function createPoller(options) {
       if (empty && elapsed < FAST_EMPTY_MS) {
         fastEmpties += 1;
         const ms = jitter(2000, 5000) * Math.min(8, 2 ** (fastEmpties - 1));
-        options.telemetry?.record("fast_empty", { elapsedMs: Math.round(elapsed), pauseMs: Math.round(ms) });
+        options.telemetry?.record("fast_empty", {
+          elapsedMs: Math.round(elapsed),
+          pauseMs: Math.round(ms),
+        });
         await sleep(ms, "paused");
       } else {
         if (!empty || elapsed >= FAST_EMPTY_MS) fastEmpties = 0;
-        if (typeof document !== "undefined" && document.hidden) await sleep(jitter(3000, 6000), "paused");
+        if (typeof document !== "undefined" && document.hidden)
+          await sleep(jitter(3000, 6000), "paused");
       }
     }
   }
@@ -182,7 +189,11 @@ export function createPoller(options) {
   async function failed(/** @type {number} */ status) {
     failures += 1;
     const ms = errorBackoffMs();
-    options.telemetry?.record("poll_error", { status, failures, backoffMs: Math.round(ms) });
+    options.telemetry?.record("poll_error", {
+      status,
+      failures,
+      backoffMs: Math.round(ms),
+    });
     await sleep(ms, "backoff");
   }
 

@@ -63,7 +63,8 @@ export function createStore(options) {
     let snapshotPosition = null;
     for (let page = 0; page < SNAPSHOT_MAX_PAGES; page++) {
       const response = await options.authorizedFetch(`/v1/guest-checkins?${query}`);
-      if (!response || !response.ok) throw new Error(`snapshot status ${response?.status}`);
+      if (!response || !response.ok)
+        throw new Error(`snapshot status ${response?.status}`);
       const body = await response.json();
       // The first page's position is the oldest; replaying the events after it over
       // later pages is harmless, as every apply is idempotent.
@@ -126,7 +127,12 @@ export function createStore(options) {
         break;
       case "guest_checked_out": {
         const item = items.get(id);
-        if (item) items.set(id, { ...item, status: "checked_out", checkedOutAt: event.timestamp });
+        if (item)
+          items.set(id, {
+            ...item,
+            status: "checked_out",
+            checkedOutAt: event.timestamp,
+          });
         else markDirty(id);
         break;
       }
@@ -165,7 +171,10 @@ export function createStore(options) {
     ids.forEach((id, index) => {
       const record = records[index];
       if (record === undefined || deleted.has(id)) return;
-      if (record === null || (propertyId !== null && record.propertyId !== propertyId)) {
+      if (
+        record === null ||
+        (propertyId !== null && record.propertyId !== propertyId)
+      ) {
         items.delete(id);
       } else {
         items.set(id, record);
@@ -180,7 +189,9 @@ export function createStore(options) {
       const response = await options.authorizedFetch(`/v1/guest-checkins/${id}`);
       if (!response) return undefined;
       if (response.status === 404) return null;
-      return response.ok ? /** @type {Promise<GuestCheckIn>} */ (response.json()) : undefined;
+      return response.ok
+        ? /** @type {Promise<GuestCheckIn>} */ (response.json())
+        : undefined;
     } catch {
       return undefined;
     }
@@ -207,7 +218,9 @@ export function createStore(options) {
     },
     /** The records, newest check-in first. */
     list() {
-      return [...items.values()].sort((a, b) => String(b.createdAt).localeCompare(String(a.createdAt)) || b.id - a.id);
+      return [...items.values()].sort(
+        (a, b) => String(b.createdAt).localeCompare(String(a.createdAt)) || b.id - a.id,
+      );
     },
     get position() {
       return position;

@@ -29,7 +29,9 @@ export function createTelemetry(options) {
   /** @type {TelemetryRecord[]} */
   let queue = [];
   let closed = false;
-  const timer = sampled ? setInterval(() => void flush(false), FLUSH_EVERY_MS) : undefined;
+  const timer = sampled
+    ? setInterval(() => void flush(false), FLUSH_EVERY_MS)
+    : undefined;
   const onHide = () => {
     if (document.visibilityState === "hidden") void flush(true);
   };
@@ -46,7 +48,10 @@ export function createTelemetry(options) {
       await fetch(`${options.baseUrl}/telemetry/client`, {
         method: "POST",
         keepalive,
-        headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+        headers: {
+          "Content-Type": "application/json",
+          Authorization: `Bearer ${token}`,
+        },
         body: JSON.stringify({ events: batch }),
       });
     } catch {
@@ -67,9 +72,16 @@ export function createTelemetry(options) {
       /** @type {Record<string, string | number | boolean>} */
       const clean = {};
       for (const [key, value] of Object.entries(attrs)) {
-        if (["string", "number", "boolean"].includes(typeof value)) clean[key] = /** @type {any} */ (value);
+        if (["string", "number", "boolean"].includes(typeof value))
+          clean[key] = /** @type {any} */ (value);
       }
-      queue.push({ type, ts: new Date().toISOString(), sessionId, tabId: options.tabId, attrs: clean });
+      queue.push({
+        type,
+        ts: new Date().toISOString(),
+        sessionId,
+        tabId: options.tabId,
+        attrs: clean,
+      });
       if (queue.length > QUEUE_MAX) queue = queue.slice(-QUEUE_MAX);
       if (queue.length >= BATCH_MAX) void flush(false);
     },

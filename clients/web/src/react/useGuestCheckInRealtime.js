@@ -14,12 +14,18 @@ import { createGuestCheckInRealtime } from "../index.js";
  *          telemetrySampleRate?: number}} options
  */
 export function useGuestCheckInRealtime(options) {
-  const [items, setItems] = useState(/** @type {import("../store.js").GuestCheckIn[]} */ ([]));
-  const [status, setStatus] = useState(/** @type {import("../index.js").RealtimeStatus | null} */ (null));
+  const [items, setItems] = useState(
+    /** @type {import("../store.js").GuestCheckIn[]} */ ([]),
+  );
+  const [status, setStatus] = useState(
+    /** @type {import("../index.js").RealtimeStatus | null} */ (null),
+  );
   // The latest getToken without restarting the client each render.
   const getTokenRef = useRef(options.getToken);
   getTokenRef.current = options.getToken;
-  const clientRef = useRef(/** @type {ReturnType<typeof createGuestCheckInRealtime> | null} */ (null));
+  const clientRef = useRef(
+    /** @type {ReturnType<typeof createGuestCheckInRealtime> | null} */ (null),
+  );
   const propertyId = options.propertyId ?? null;
 
   useEffect(() => {
