@@ -59,24 +59,27 @@ class Stack:
         )
         if port is not None:
             process = _on_port(process, port)
-        return await self._start(process, "/healthz")
+        return await self.start(process, "/healthz")
 
     async def fanout(
         self,
         api: ServiceProcess,
         amqp_url: str | None = None,
         port: int | None = None,
+        ready: str = "/readyz",
         **env: str,
     ) -> ServiceProcess:
-        """Start the fanout and wait until it is ready (consumer attached)."""
+        """Start the fanout and wait until ``ready`` answers 200 (by default: until
+        it is ready, its consumer attached; ``/healthz`` when the broker is away)."""
         process = fanout_process(
             amqp_url or self.infra.amqp_url, self.exchange, api.url, WAIT_S, **env
         )
         if port is not None:
             process = _on_port(process, port)
-        return await self._start(process, "/readyz")
+        return await self.start(process, ready)
 
-    async def _start(self, process: ServiceProcess, ready: str) -> ServiceProcess:
+    async def start(self, process: ServiceProcess, ready: str) -> ServiceProcess:
+        """Start any service process of the test; it is stopped after the test."""
         self.processes.append(process)
         await asyncio.to_thread(process.start, ready, 30.0)
         return process

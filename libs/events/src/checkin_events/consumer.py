@@ -12,6 +12,11 @@ be handled is never dropped silently:
 The trace context that the publisher put in the headers becomes the parent of the
 consume span, so one trace runs from the producing request to the consuming service.
 
+``start`` either attaches (connection, topology, queue, consumer) or closes what it
+opened and raises: aio-pika's robust connection reconnects only after a first
+successful connect, so a service that must start while the broker is away calls
+``start`` again until it succeeds (``service_kit.startup``).
+
 ``no_ack=True`` consumes without acknowledgements (the broker forgets a message once
 sent): one frame and one syscall less per event, and no prefetch window to wait on.
 Only for a consumer that can tell a lost message itself, e.g. the fanout, whose
@@ -42,6 +47,8 @@ logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
 EventHandler = Callable[[GuestEvent], Awaitable[None]]
+CONNECT_TIMEOUT_S = 10.0
+"""How long one attempt to reach the broker may take (a broker that never answers)."""
 
 
 def dead_letter_name(exchange_name: str) -> str:
@@ -86,6 +93,7 @@ class EventConsumer:
         prefetch: int = 256,
         on_reconnect: Callable[[], None] | None = None,
         no_ack: bool = False,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
     ) -> None:
         self._amqp_url = amqp_url
         self._handler = handler
@@ -95,15 +103,33 @@ class EventConsumer:
         self._prefetch = prefetch
         self._on_reconnect_hook = on_reconnect
         self._no_ack = no_ack
+        self._connect_timeout_s = connect_timeout_s
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
         self._attached = False
+        self._started = False
 
     async def start(self) -> None:
-        """Connect, declare the topology, bind the queue and start consuming."""
-        self._connection = await aio_pika.connect_robust(self._amqp_url)
+        """Connect, declare the topology, bind the queue and start consuming.
+
+        The robust connection reconnects by itself only once it was made: when this
+        first attempt fails (the broker away, the topology refused), whatever it
+        opened is closed and the error is raised, so the caller may simply call
+        ``start`` again later.
+        """
+        try:
+            await self._attach()
+        except BaseException:
+            await self._close()
+            raise
+        self._started = True
+
+    async def _attach(self) -> None:
+        self._connection = await aio_pika.connect_robust(
+            self._amqp_url, timeout=self._connect_timeout_s
+        )
         self._connection.reconnect_callbacks.add(self._on_reconnect)
         self._connection.close_callbacks.add(self._on_close)
         self._channel = await self._connection.channel()
@@ -133,6 +159,11 @@ class EventConsumer:
             self._queue.name,
             ",".join(self._binding_keys),
         )
+
+    @property
+    def started(self) -> bool:
+        """True once ``start`` succeeded, even while a later reconnect is under way."""
+        return self._started
 
     @property
     def is_ready(self) -> bool:
@@ -213,11 +244,15 @@ class EventConsumer:
 
     async def stop(self) -> None:
         """Stop consuming and close the connection."""
+        self._started = False
         if self._queue is not None and self._consumer_tag is not None:
             try:
                 await self._queue.cancel(self._consumer_tag)
             except Exception:  # the connection may already be gone
                 logger.debug("consumer cancel failed", exc_info=True)
+        await self._close()
+
+    async def _close(self) -> None:
         if self._connection is not None:
             await close_within(self._connection, CLOSE_TIMEOUT_S)
         self._connection = self._channel = self._queue = None

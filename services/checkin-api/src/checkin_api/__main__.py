@@ -10,6 +10,7 @@ import logging
 
 import uvloop
 from aiohttp import web
+from service_kit import startup
 from service_kit.auth import AuthSettings
 from service_kit.logs import configure_logging
 from service_kit.tracing import configure_tracing
@@ -38,6 +39,8 @@ def main() -> None:
         loop=uvloop.new_event_loop(),
     )
     logger.info("checkin-api stopped")
+    if startup.exit_code():
+        raise SystemExit(startup.exit_code())
 
 
 if __name__ == "__main__":

@@ -3,6 +3,13 @@
 ``create_app`` builds the aiohttp application from the settings. Everything with a
 lifetime is opened and closed in ``cleanup_ctx``, in order: the schema migration,
 the database pool, then the outbox relay task (cancelled and awaited on shutdown).
+
+The API starts while PostgreSQL is away: migrating and opening the pool are tried
+at once and, if the database does not answer, again in the background with capped
+backoff (``service_kit.startup``). Until they succeed ``/readyz`` is 503 and every
+read or write is answered 503 with ``Retry-After`` at once; the relay starts once
+the schema is there. A broker away at start only delays the relay: writes succeed
+and their events wait in the outbox.
 """
 
 from __future__ import annotations
@@ -13,8 +20,10 @@ import logging
 from collections.abc import AsyncIterator
 
 import asyncpg
+import sqlalchemy.exc
 from aiohttp import web
 from service_kit.auth import AuthSettings, TokenVerifier
+from service_kit.startup import start_or_retry
 from service_kit.web import READINESS_INFO_KEY, READINESS_KEY, base_app
 
 from checkin_api import http
@@ -28,6 +37,8 @@ logger = logging.getLogger(__name__)
 RELAY_KEY = web.AppKey("outbox_relay", OutboxRelay)
 READINESS_TIMEOUT_S = 2.0
 RELAY_STOP_TIMEOUT_S = 10.0
+DATABASE_AWAY = (*http.DATABASE_DOWN, sqlalchemy.exc.OperationalError)
+"""What migrating or opening the pool raises while the database is away."""
 
 
 def create_app(settings: ApiSettings, auth: AuthSettings) -> web.Application:
@@ -40,6 +51,7 @@ def create_app(settings: ApiSettings, auth: AuthSettings) -> web.Application:
     app[http.SETTINGS_KEY] = settings
     app[http.AUTH_SETTINGS_KEY] = auth
     app[RELAY_KEY] = OutboxRelay(settings)
+    app[http.STORE_KEY] = CheckinStore(None, settings.db_acquire_timeout_s)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_relay)
     app[READINESS_KEY]["database"] = lambda: _database_ready(app)
@@ -50,24 +62,43 @@ def create_app(settings: ApiSettings, auth: AuthSettings) -> web.Application:
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[http.SETTINGS_KEY]
-    if settings.migrate_on_start:
-        await asyncio.to_thread(upgrade_to_head, settings.database_url)
-    pool = await asyncpg.create_pool(
-        settings.database_url,
-        min_size=settings.db_pool_min_size,
-        max_size=settings.db_pool_max_size,
-        timeout=settings.db_connect_timeout_s,
-        command_timeout=settings.db_command_timeout_s,
-        reset=_reset_connection,
+    store = app[http.STORE_KEY]
+    pools: list[asyncpg.Pool] = []
+
+    async def migrate_and_open() -> None:
+        if settings.migrate_on_start:
+            await asyncio.to_thread(
+                upgrade_to_head, settings.database_url, settings.db_connect_timeout_s
+            )
+        pool = await asyncpg.create_pool(
+            settings.database_url,
+            min_size=settings.db_pool_min_size,
+            max_size=settings.db_pool_max_size,
+            timeout=settings.db_connect_timeout_s,
+            command_timeout=settings.db_command_timeout_s,
+            reset=_reset_connection,
+        )
+        pools.append(pool)
+        store.attach(pool)
+        logger.info("database pool open max_size=%s", settings.db_pool_max_size)
+
+    retrying = await start_or_retry(
+        migrate_and_open,
+        "database",
+        DATABASE_AWAY,
+        settings.connect_retry_min_s,
+        settings.connect_retry_max_s,
     )
-    app[http.STORE_KEY] = CheckinStore(pool, settings.db_acquire_timeout_s)
-    logger.info("database pool open max_size=%s", settings.db_pool_max_size)
     yield
-    try:
-        await asyncio.wait_for(pool.close(), timeout=5)
-    except TimeoutError:
-        pool.terminate()
-    logger.info("database pool closed")
+    if retrying is not None:
+        retrying.cancel()
+        await asyncio.gather(retrying, return_exceptions=True)
+    for pool in pools:
+        try:
+            await asyncio.wait_for(pool.close(), timeout=5)
+        except TimeoutError:
+            pool.terminate()
+        logger.info("database pool closed")
 
 
 async def _reset_connection(connection: asyncpg.Connection) -> None:
@@ -83,7 +114,9 @@ async def _reset_connection(connection: asyncpg.Connection) -> None:
 
 
 async def _relay(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(app[RELAY_KEY].run(), name="outbox-relay")
+    task = asyncio.create_task(
+        _relay_once_migrated(app[http.STORE_KEY], app[RELAY_KEY]), name="outbox-relay"
+    )
     yield
     task.cancel()
     # Bounded: shutdown must not wait on a broker or database that does not answer.
@@ -97,8 +130,17 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     logger.info("outbox relay stopped")
 
 
+async def _relay_once_migrated(store: CheckinStore, relay: OutboxRelay) -> None:
+    """Run the relay once the database answered and its outbox table exists."""
+    await store.wait_attached()
+    await relay.run()
+
+
 async def _database_ready(app: web.Application) -> str | None:
-    await asyncio.wait_for(app[http.STORE_KEY].ping(), timeout=READINESS_TIMEOUT_S)
+    store = app[http.STORE_KEY]
+    if not store.attached:
+        return "the database has not answered since start (not migrated, no pool)"
+    await asyncio.wait_for(store.ping(), timeout=READINESS_TIMEOUT_S)
     return None
 
 

@@ -43,7 +43,7 @@ from checkin_api.domain import (
 )
 from checkin_api.openapi import openapi_document
 from checkin_api.settings import ApiSettings
-from checkin_api.store import CheckinStore, PageRequest
+from checkin_api.store import CheckinStore, DatabaseNotReached, PageRequest
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ SETTINGS_KEY = web.AppKey("api_settings", ApiSettings)
 AUTH_SETTINGS_KEY = web.AppKey("auth_settings", AuthSettings)
 
 DEFAULT_PAGE_SIZE = 50
+DATABASE_RETRY_AFTER_S = 2
 MAX_PAGE_SIZE = 200
 _MULTIPART_OVERHEAD = 64 * 1024
 _DIGITS = re.compile(r"[0-9]{1,16}")
@@ -65,7 +66,7 @@ _DOMAIN_STATUS: dict[type[DomainError], tuple[int, str]] = {
     UnsupportedDocument: (415, "unsupported_media_type"),
 }
 
-_DATABASE_DOWN = (
+DATABASE_DOWN = (
     OSError,
     TimeoutError,
     asyncpg.PostgresConnectionError,
@@ -79,7 +80,11 @@ _DATABASE_DOWN = (
 
 @web.middleware
 async def error_mapping(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Map domain errors to their statuses and an unreachable database to 503."""
+    """Map domain errors to their statuses and an unreachable database to 503.
+
+    A database that has not answered since start is refused at once, without a log
+    line per request (the start-up retries log it); one that went away is logged.
+    """
     try:
         return await handler(request)
     except InvalidInput as exc:
@@ -87,7 +92,14 @@ async def error_mapping(request: web.Request, handler: Handler) -> web.StreamRes
     except DomainError as exc:
         status, error = _DOMAIN_STATUS.get(type(exc), (400, "bad_request"))
         raise ApiError(status, error, str(exc)) from exc
-    except _DATABASE_DOWN as exc:
+    except DatabaseNotReached as exc:
+        raise ApiError(
+            503,
+            "unavailable",
+            "the database has not answered since the service started; try again",
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+        ) from exc
+    except DATABASE_DOWN as exc:
         logger.warning(
             "database unavailable method=%s path=%s error=%r",
             request.method,
@@ -95,7 +107,10 @@ async def error_mapping(request: web.Request, handler: Handler) -> web.StreamRes
             exc,
         )
         raise ApiError(
-            503, "unavailable", "the database is not answering; try again"
+            503,
+            "unavailable",
+            "the database is not answering; try again",
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
         ) from exc
 
 

@@ -33,6 +33,8 @@ class ApiSettings(BaseSettings):
     db_command_timeout_s: Annotated[float, Field(gt=0)] = 5.0
     db_pool_min_size: Annotated[int, Field(ge=0)] = 1
     db_pool_max_size: Annotated[int, Field(ge=1)] = 10
+    connect_retry_min_s: Annotated[float, Field(gt=0)] = 0.5
+    connect_retry_max_s: Annotated[float, Field(gt=0)] = 10.0
 
     relay_sweep_s: Annotated[float, Field(gt=0)] = 5.0
     relay_batch_size: Annotated[int, Field(ge=1)] = 200

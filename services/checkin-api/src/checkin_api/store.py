@@ -8,6 +8,7 @@ A row of another org, or of a property the user may not see, is "not found".
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -105,26 +106,61 @@ def _document(row: Any) -> GuestDocument:
     return GuestDocument.model_validate(values)
 
 
-class CheckinStore:
-    """The check-in records of every org, read and written for one ``Scope``."""
+class DatabaseNotReached(ConnectionError):
+    """The database has not answered since the service started (no pool yet)."""
 
-    def __init__(self, pool: Any, acquire_timeout_s: float) -> None:
+
+class CheckinStore:
+    """The check-in records of every org, read and written for one ``Scope``.
+
+    The store exists from the start; its pool is attached once the database has
+    answered and the schema is migrated. Until then every call raises
+    ``DatabaseNotReached`` at once (a ``ConnectionError``, so it is answered like
+    a database that went away).
+    """
+
+    def __init__(self, pool: Any | None, acquire_timeout_s: float) -> None:
         self._pool = pool
         self._acquire_timeout_s = acquire_timeout_s
+        self._attached = asyncio.Event()
+        if pool is not None:
+            self._attached.set()
+
+    @property
+    def attached(self) -> bool:
+        """True once the pool is there (the database answered and was migrated)."""
+        return self._pool is not None
+
+    def attach(self, pool: Any) -> None:
+        """Use ``pool`` from now on."""
+        self._pool = pool
+        self._attached.set()
+
+    async def wait_attached(self) -> None:
+        """Return once the pool is attached."""
+        await self._attached.wait()
+
+    def _ready_pool(self) -> Any:
+        if self._pool is None:
+            raise DatabaseNotReached(
+                "the database has not answered since the service started"
+            )
+        return self._pool
 
     @asynccontextmanager
     async def _transaction(
         self, isolation: str = "read_committed", readonly: bool = False
     ) -> AsyncIterator[Any]:
         async with (
-            self._pool.acquire(timeout=self._acquire_timeout_s) as connection,
+            self._ready_pool().acquire(timeout=self._acquire_timeout_s) as connection,
             connection.transaction(isolation=isolation, readonly=readonly),
         ):
             yield connection
 
     async def ping(self) -> None:
         """Raise unless the database answers a trivial query."""
-        async with self._pool.acquire(timeout=self._acquire_timeout_s) as connection:
+        pool = self._ready_pool()
+        async with pool.acquire(timeout=self._acquire_timeout_s) as connection:
             await connection.fetchval("SELECT 1")
 
     # --- reads ------------------------------------------------------------------
@@ -217,7 +253,8 @@ class CheckinStore:
             entity_id=1,
             actor_user_id=scope.user_id,
         )
-        async with self._pool.acquire(timeout=self._acquire_timeout_s) as connection:
+        pool = self._ready_pool()
+        async with pool.acquire(timeout=self._acquire_timeout_s) as connection:
             row = await insert_with_event(
                 connection,
                 f"INSERT INTO guest_checkins AS c (org_id, {', '.join(columns)}) "

@@ -10,6 +10,7 @@ import logging
 
 import uvloop
 from aiohttp import web
+from service_kit import startup
 from service_kit.logs import configure_logging
 from service_kit.tracing import configure_tracing
 
@@ -43,6 +44,8 @@ def main() -> None:
         print=None,
         loop=uvloop.new_event_loop(),
     )
+    if startup.exit_code():
+        raise SystemExit(startup.exit_code())
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 Every value has a local default; ``SHARDS`` is a JSON list of the shards this instance
 owns (all of them when unset), ``AMQP_CONNECTION_NAME`` is the client-provided name
 the broker shows for the consumer's connection (operators find it by that name).
+``CONNECT_RETRY_MIN_S``/``CONNECT_RETRY_MAX_S`` bound the backoff between attempts to
+attach the consumer while the broker has not answered since start.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class FanoutSettings(BaseSettings):
     shutdown_grace_s: Annotated[float, Field(gt=0)] = 3.0
     sweep_interval_s: Annotated[float, Field(gt=0)] = 0.2
     listen_backlog: Annotated[int, Field(ge=1)] = 4096
+    connect_retry_min_s: Annotated[float, Field(gt=0)] = 0.5
+    connect_retry_max_s: Annotated[float, Field(gt=0)] = 10.0
     log_level: str = "INFO"
 
     def consumer_amqp_url(self) -> str:

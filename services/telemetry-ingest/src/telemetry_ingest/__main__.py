@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
+from service_kit import startup
 from service_kit.logs import configure_logging
 from service_kit.tracing import configure_tracing
 
@@ -34,6 +35,8 @@ def main() -> None:
         print=None,
         access_log=None,
     )
+    if startup.exit_code():
+        raise SystemExit(startup.exit_code())
 
 
 if __name__ == "__main__":

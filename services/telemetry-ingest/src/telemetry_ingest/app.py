@@ -1,8 +1,15 @@
 """Wiring of telemetry-ingest: settings, migrations, pool, writer, jobs and routes.
 
 Every connection and background task is opened and closed in ``cleanup_ctx``, in
-this order: migrations, the database pool, the batch writer (whose clean-up writes
-everything still queued before the pool closes) and the retention job.
+this order: the database (migrations, then the pool), the batch writer (whose
+clean-up writes everything still queued before the pool closes) and the retention
+job.
+
+The service starts while PostgreSQL is away: the migrations are tried at once and,
+if the database does not answer, again in the background with capped backoff
+(``service_kit.startup``). Until they ran, ``/readyz`` is 503, a batch is refused
+503 with ``Retry-After`` (nothing is accepted that could not be stored) and the
+summary is 503; the retention job waits for them too.
 """
 
 from __future__ import annotations
@@ -13,8 +20,10 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import sqlalchemy.exc
 from aiohttp import web
 from service_kit.auth import AuthSettings, TokenVerifier
+from service_kit.startup import start_or_retry
 from service_kit.web import READINESS_KEY, base_app
 
 from telemetry_ingest.http import (
@@ -34,9 +43,12 @@ from telemetry_ingest.writer import EventWriter
 logger = logging.getLogger(__name__)
 
 
-async def _migrations(app: web.Application) -> AsyncIterator[None]:
-    await asyncio.to_thread(upgrade_to_head, app[SETTINGS_KEY].database_url)
-    yield
+DATABASE_AWAY: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    sqlalchemy.exc.OperationalError,
+)
+"""What the migrations raise while the database is away (retried, not fatal)."""
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -45,11 +57,29 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[STORE_KEY] = store
 
     async def database_ready() -> str | None:
+        if not store.reached:
+            return "the database has not answered since start (not migrated)"
         await store.ping()
         return None
 
+    async def migrate() -> None:
+        await asyncio.to_thread(
+            upgrade_to_head, settings.database_url, settings.database_timeout_s
+        )
+        store.mark_reached()
+
     app[READINESS_KEY]["database"] = database_ready
+    retrying = await start_or_retry(
+        migrate,
+        "database",
+        DATABASE_AWAY,
+        settings.connect_retry_min_s,
+        settings.connect_retry_max_s,
+    )
     yield
+    if retrying is not None:
+        retrying.cancel()
+        await asyncio.gather(retrying, return_exceptions=True)
     await store.close()
 
 
@@ -84,6 +114,7 @@ async def run_retention(store: EventStore, retention_days: int) -> int:
 
 
 async def _retention_loop(store: EventStore, settings: TelemetrySettings) -> None:
+    await store.wait_reached()
     while True:
         try:
             await run_retention(store, settings.retention_days)
@@ -118,6 +149,6 @@ def create_app(
     app[LIMITER_KEY] = RequestLimiter(
         settings.rate_limit_per_minute, settings.rate_limit_per_ip_per_minute
     )
-    app.cleanup_ctx.extend([_migrations, _database, _writer, _retention])
+    app.cleanup_ctx.extend([_database, _writer, _retention])
     add_routes(app)
     return app

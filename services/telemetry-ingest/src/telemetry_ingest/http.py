@@ -29,7 +29,12 @@ from telemetry_ingest.models import (
 )
 from telemetry_ingest.ratelimit import RateLimited, RequestLimiter
 from telemetry_ingest.settings import TelemetrySettings
-from telemetry_ingest.store import EventRow, EventStore
+from telemetry_ingest.store import (
+    DATABASE_ERRORS,
+    DatabaseNotReached,
+    EventRow,
+    EventStore,
+)
 from telemetry_ingest.summary import summarise_org
 from telemetry_ingest.writer import EventWriter, WriterUnavailable
 
@@ -43,6 +48,7 @@ LIMITER_KEY = web.AppKey("request_limiter", RequestLimiter)
 ACCEPTED_CONTENT_TYPES = {"application/json", "text/plain"}
 MAX_AHEAD = timedelta(hours=1)
 DEFAULT_SUMMARY_WINDOW = timedelta(hours=24)
+SUMMARY_RETRY_AFTER_S = 5
 
 
 def _refuse(reason: str, error: ApiError, events: int = 1) -> ApiError:
@@ -216,7 +222,25 @@ async def get_summary(request: web.Request) -> web.Response:
     claims = authenticate(request)
     claims.require_role("ADMIN")
     since = parse_since(request.query.get("since"), datetime.now(UTC))
-    summary: Summary = await summarise_org(request.app[STORE_KEY], claims.org_id, since)
+    try:
+        summary: Summary = await summarise_org(
+            request.app[STORE_KEY], claims.org_id, since
+        )
+    except DatabaseNotReached as exc:
+        raise ApiError(
+            503,
+            "unavailable",
+            "the database has not answered since the service started; try again",
+            headers={"Retry-After": str(SUMMARY_RETRY_AFTER_S)},
+        ) from exc
+    except DATABASE_ERRORS as exc:
+        logger.warning("summary failed error=%s", type(exc).__name__)
+        raise ApiError(
+            503,
+            "unavailable",
+            "the database is not answering; try again",
+            headers={"Retry-After": str(SUMMARY_RETRY_AFTER_S)},
+        ) from exc
     return web.json_response(text=summary.model_dump_json())
 
 
@@ -328,6 +352,7 @@ OPENAPI: dict[str, Any] = {
                     "400": _error("since is not an ISO 8601 time"),
                     "401": _error("missing or invalid token"),
                     "403": _error("not an ADMIN"),
+                    "503": _error("database away; see Retry-After"),
                 },
             }
         },

@@ -38,6 +38,8 @@ class TelemetrySettings(BaseSettings):
     flush_batch_max: Annotated[int, Field(ge=1)] = 1000
     database_timeout_s: Annotated[float, Field(gt=0)] = 5.0
     shutdown_flush_timeout_s: Annotated[float, Field(ge=0)] = 10.0
+    connect_retry_min_s: Annotated[float, Field(gt=0)] = 0.5
+    connect_retry_max_s: Annotated[float, Field(gt=0)] = 10.0
 
     retention_days: Annotated[int, Field(ge=1)] = 30
     retention_interval_s: Annotated[float, Field(gt=0)] = 3600.0

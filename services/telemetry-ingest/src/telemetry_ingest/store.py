@@ -7,6 +7,7 @@ table lives in the service's own schema, created by the migrations.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -71,12 +72,42 @@ class OrgTotals:
     takeover_percentiles_ms: tuple[float | None, float | None, float | None]
 
 
+class DatabaseNotReached(ConnectionError):
+    """The database has not answered since the service started (not migrated yet)."""
+
+
 class EventStore:
-    """The service's connection pool and the queries it runs."""
+    """The service's connection pool and the queries it runs.
+
+    The pool connects lazily, so the store exists while the database is away. It
+    is ``reached`` once the service's migrations ran; until then every query
+    raises ``DatabaseNotReached`` at once (one of ``DATABASE_ERRORS``).
+    """
 
     def __init__(self, pool: asyncpg.Pool, timeout_s: float) -> None:
         self._pool = pool
         self._timeout_s = timeout_s
+        self._reached = asyncio.Event()
+
+    @property
+    def reached(self) -> bool:
+        """True once the database answered and the schema was migrated."""
+        return self._reached.is_set()
+
+    def mark_reached(self) -> None:
+        """The schema is migrated: queries may run from now on."""
+        self._reached.set()
+
+    async def wait_reached(self) -> None:
+        """Return once ``mark_reached`` was called."""
+        await self._reached.wait()
+
+    def _ready_pool(self) -> asyncpg.Pool:
+        if not self._reached.is_set():
+            raise DatabaseNotReached(
+                "the database has not answered since the service started"
+            )
+        return self._pool
 
     @classmethod
     async def open(cls, database_url: str, timeout_s: float) -> EventStore:
@@ -96,12 +127,12 @@ class EventStore:
 
     async def ping(self) -> None:
         """Raise unless the database answers within the timeout."""
-        async with self._pool.acquire(timeout=self._timeout_s) as connection:
+        async with self._ready_pool().acquire(timeout=self._timeout_s) as connection:
             await connection.fetchval("SELECT 1", timeout=self._timeout_s)
 
     async def insert(self, rows: list[EventRow]) -> None:
         """Store the rows in one COPY; all of them or, on an error, none."""
-        async with self._pool.acquire(timeout=self._timeout_s) as connection:
+        async with self._ready_pool().acquire(timeout=self._timeout_s) as connection:
             await connection.copy_records_to_table(
                 TABLE,
                 schema_name=SCHEMA,
@@ -112,7 +143,7 @@ class EventStore:
 
     async def delete_older_than(self, cutoff: datetime) -> int:
         """Delete events whose time is before ``cutoff``; returns how many."""
-        async with self._pool.acquire(timeout=self._timeout_s) as connection:
+        async with self._ready_pool().acquire(timeout=self._timeout_s) as connection:
             status = await connection.execute(
                 f"DELETE FROM {SCHEMA}.{TABLE} WHERE ts < $1", cutoff
             )
@@ -120,7 +151,7 @@ class EventStore:
 
     async def org_totals(self, org_id: int, since: datetime) -> OrgTotals:
         """Counts per type, sessions and takeover percentiles of one org."""
-        async with self._pool.acquire(timeout=self._timeout_s) as connection:
+        async with self._ready_pool().acquire(timeout=self._timeout_s) as connection:
             by_type = await connection.fetch(
                 f"SELECT type, count(*) AS n FROM {SCHEMA}.{TABLE}"
                 " WHERE org_id = $1 AND ts >= $2 GROUP BY type",

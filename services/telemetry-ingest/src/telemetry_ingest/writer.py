@@ -5,7 +5,8 @@ writes them in batches every ``FLUSH_INTERVAL_S`` or as soon as a full batch wai
 Rows leave the queue only after the database took them, so an accepted event is
 never dropped while the database is away: the writer retries, and new batches are
 refused with 503 (``WriterUnavailable``) while the queue is full or the last write
-failed. On shutdown ``drain`` writes whatever is still queued.
+failed, and while the database has not answered since start (nothing is accepted
+that could not be stored). On shutdown ``drain`` writes whatever is still queued.
 """
 
 from __future__ import annotations
@@ -80,6 +81,11 @@ class EventWriter:
         """Queue the rows for writing, or raise ``WriterUnavailable`` (all or none)."""
         if self._stopping:
             raise WriterUnavailable("shutting down", FAILING_RETRY_AFTER_S)
+        if not self._store.reached:
+            raise WriterUnavailable(
+                "the database has not answered since the service started",
+                FAILING_RETRY_AFTER_S,
+            )
         if self._failing:
             raise WriterUnavailable("database unavailable", FAILING_RETRY_AFTER_S)
         if len(self._queue) + len(rows) > self._queue_max:
