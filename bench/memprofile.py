@@ -1,6 +1,6 @@
 """Where the fanout's memory per held poll goes: tracemalloc around the real service.
 
-``python -m bench.memprofile [polls]`` starts the fanout through this module's
+``python -m bench.memprofile [polls] [top]`` starts the fanout through this module's
 ``serve`` (the unchanged ``realtime_fanout.__main__.main`` with tracemalloc started
 first and a SIGUSR1 handler that writes a snapshot), takes a snapshot with no polls
 and one with ``polls`` held, and prints the growth per held poll by source file and
@@ -100,7 +100,8 @@ async def snapshot(pid: int, path: Path) -> tracemalloc.Snapshot:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     polls = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
-    sys.stdout.write(asyncio.run(measure(polls, top=15)))
+    top = int(sys.argv[2]) if len(sys.argv) > 2 else 15
+    sys.stdout.write(asyncio.run(measure(polls, top=top)))
 
 
 if __name__ == "__main__":

@@ -239,13 +239,8 @@ def table_overload(results: list[dict[str, Any]]) -> list[str]:
 
 def targets(results: list[dict[str, Any]]) -> list[str]:
     out = []
-    idle = [
-        r
-        for r in pick(results, "idle_capacity", target="fanout")
-        if r["polls"] >= 15000
-    ]
-    if idle:
-        r = idle[0]
+    r = one(results, "idle_capacity", target="fanout", polls=15000)
+    if r:
         ok = r["held"] >= 15000 and r["rss_per_poll_kb"] <= 12
         out.append(
             f"- {'met' if ok else 'MISSED'}: hold 15,000 idle polls at ≤ 12 KB each "

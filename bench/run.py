@@ -69,7 +69,7 @@ class Plan:
 
 
 FULL = Plan(
-    idle_steps=[1000, 5000, 10000, 20000],
+    idle_steps=[1000, 5000, 10000, 15000, 20000],
     idle_window_s=5.0,
     idle_cycle_s=26.0,
     latency_subscribers=[100, 1000, 5000],

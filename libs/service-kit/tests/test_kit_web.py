@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from service_kit.auth import AuthSettings, TokenVerifier, mint_token
-from service_kit.errors import ApiError
-from service_kit.web import READINESS_KEY, authenticate, base_app
+from service_kit.errors import ApiError, error_response
+from service_kit.web import (
+    READINESS_KEY,
+    authenticate,
+    base_app,
+    stands_alone,
+    token_claims,
+)
 
 SETTINGS = AuthSettings(
     algorithms=["HS256"], secret="web-test-secret-0123456789abcdef-0123"
@@ -26,11 +35,48 @@ async def _bug(_: web.Request) -> web.Response:
     raise RuntimeError("secret internals")
 
 
+async def _awaiting(task: asyncio.Task[Any]) -> list[str]:
+    """The coroutines of a task suspended in its handler, outermost first."""
+    names = []
+    awaited: Any = task.get_coro()
+    while hasattr(awaited, "cr_code"):
+        names.append(awaited.cr_code.co_name)
+        awaited = awaited.cr_await
+    return names
+
+
+async def _held(request: web.Request) -> web.Response:
+    """A handler that answers once what awaits it, while it waits, is written down."""
+    task = asyncio.current_task()
+    assert task is not None
+    stack = await asyncio.create_task(_awaiting(task))
+    request.app[STACKS_KEY][request.path] = stack
+    return web.json_response({"held": True})
+
+
+@stands_alone
+async def _alone(request: web.Request) -> web.StreamResponse:
+    try:
+        if request.query.get("fail") == "domain":
+            raise ApiError(409, "conflict", "already checked out")
+        if request.query.get("fail") == "token":
+            token_claims(request)
+        return await _held(request)
+    except Exception as exc:
+        return error_response(request, exc)
+
+
+STACKS_KEY = web.AppKey("stacks", dict[str, list[str]])
+
+
 def _app(ready: str | None = None) -> web.Application:
     app = base_app(TokenVerifier(SETTINGS))
+    app[STACKS_KEY] = {}
     app.router.add_get("/whoami", _whoami)
     app.router.add_get("/conflict", _conflict)
     app.router.add_get("/bug", _bug)
+    app.router.add_get("/held", _held)
+    app.router.add_get("/alone", _alone)
 
     async def check() -> str | None:
         return ready
@@ -96,3 +142,30 @@ async def test_ready_and_metrics_answer() -> None:
         metrics = await client.get("/metrics")
         assert metrics.status == 200
         assert "python_info" in await metrics.text()
+
+
+async def test_a_stand_alone_handler_is_awaited_without_the_shared_middlewares() -> (
+    None
+):
+    app = _app()
+    async with TestClient(TestServer(app)) as client:
+        assert (await client.get("/held")).status == 200
+        assert (await client.get("/alone")).status == 200
+    ordinary, alone = app[STACKS_KEY]["/held"], app[STACKS_KEY]["/alone"]
+    assert "error_middleware" in ordinary and "span_middleware" in ordinary
+    assert not {"error_middleware", "span_middleware"} & set(alone)
+    assert "_alone" in alone
+
+
+async def test_a_stand_alone_handler_answers_errors_as_the_middleware_does() -> None:
+    async with TestClient(TestServer(_app())) as client:
+        domain = await client.get("/alone", params={"fail": "domain"})
+        assert domain.status == 409
+        assert await domain.json() == {
+            "error": "conflict",
+            "detail": "already checked out",
+        }
+        token = await client.get("/alone", params={"fail": "token"})
+        assert token.status == 401
+        assert token.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+        assert (await token.json())["error"] == "invalid_token"

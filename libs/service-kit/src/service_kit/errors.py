@@ -67,18 +67,18 @@ _REASONS = {
 }
 
 
-@web.middleware
-async def error_middleware(
-    request: web.Request, handler: Handler
-) -> web.StreamResponse:
-    """Turn ``ApiError`` and aiohttp HTTP errors into JSON; hide internals of bugs."""
-    try:
-        return await handler(request)
-    except ApiError as exc:
+def error_response(request: web.Request, exc: Exception) -> web.Response:
+    """The JSON answer for an exception a handler raised.
+
+    ``ApiError`` and aiohttp's HTTP errors keep their status; anything else is a
+    bug, logged with its traceback and answered 500 without internals. An aiohttp
+    HTTP exception below 400 (a redirect) is not an error: it is raised again.
+    """
+    if isinstance(exc, ApiError):
         return exc.response()
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         headers = {
             key: value
             for key, value in exc.headers.items()
@@ -87,8 +87,21 @@ async def error_middleware(
         return json_error(
             exc.status, _REASONS.get(exc.status, "error"), exc.reason, headers
         )
-    except Exception:
-        logger.exception(
-            "unhandled error method=%s path=%s", request.method, request.path
-        )
-        return json_error(500, "internal", "internal error")
+    logger.error(
+        "unhandled error method=%s path=%s",
+        request.method,
+        request.path,
+        exc_info=exc,
+    )
+    return json_error(500, "internal", "internal error")
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Handler
+) -> web.StreamResponse:
+    """Turn ``ApiError`` and aiohttp HTTP errors into JSON; hide internals of bugs."""
+    try:
+        return await handler(request)
+    except Exception as exc:
+        return error_response(request, exc)

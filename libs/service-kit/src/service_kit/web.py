@@ -1,8 +1,9 @@
 """The aiohttp edge every service shares: auth, health, metrics and request spans.
 
 ``base_app`` builds an application with the JSON error middleware, a span per
-request, ``/healthz`` (the process answers), ``/readyz`` (every readiness check
-passes) and ``/metrics`` (Prometheus text). ``authenticate`` verifies the request's
+request (both step aside for a handler marked ``stands_alone``), ``/healthz`` (the
+process answers), ``/readyz`` (every readiness check passes) and ``/metrics``
+(Prometheus text). ``authenticate`` verifies the request's
 bearer token with the verifier stored on the application.
 """
 
@@ -32,24 +33,40 @@ ReadinessInfo = Callable[[], Awaitable[str]]
 READINESS_INFO_KEY = web.AppKey("readiness_info", dict[str, ReadinessInfo])
 CLAIMS_KEY = web.RequestKey("claims", Claims)
 
-_TRACES_ITSELF: set[Handler] = set()
+_STANDS_ALONE: set[Handler] = set()
 
 
-def traces_itself(handler: Handler) -> Handler:
-    """Mark a route handler that records its own server span (no middleware span).
+def stands_alone(handler: Handler) -> Handler:
+    """Mark a route handler that answers its own errors and records its own span.
 
-    For a long-poll: a span held open for the whole hold costs memory per waiting
-    request; the handler records one short span when it answers instead.
+    ``base_app``'s error and span middlewares step aside for it: each hands back the
+    handler's own coroutine instead of awaiting it in a coroutine of its own. For a
+    long-poll this matters: every coroutine in the chain stays alive for the whole
+    hold, once per waiting request, and a span held open across the hold would too.
+    Such a handler turns its exceptions into answers with ``errors.error_response``
+    and records one short span when it answers.
     """
-    _TRACES_ITSELF.add(handler)
+    _STANDS_ALONE.add(handler)
     return handler
+
+
+def _steps_aside(middleware: Middleware) -> Middleware:
+    """The middleware, except for handlers marked ``stands_alone``."""
+
+    @web.middleware
+    def step_aside(
+        request: web.Request, handler: Handler
+    ) -> Awaitable[web.StreamResponse]:
+        if request.match_info.handler in _STANDS_ALONE:
+            return handler(request)
+        return middleware(request, handler)
+
+    return step_aside
 
 
 @web.middleware
 async def span_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """One server span per request, continuing a W3C trace the caller sent."""
-    if request.match_info.handler in _TRACES_ITSELF:
-        return await handler(request)
     route = request.match_info.route.resource
     name = route.canonical if route is not None else request.path
     parent = propagate.extract(dict(request.headers))
@@ -62,6 +79,16 @@ async def span_middleware(request: web.Request, handler: Handler) -> web.StreamR
         response = await handler(request)
         span.set_attribute("http.response.status_code", response.status)
         return response
+
+
+def token_claims(request: web.Request) -> Claims:
+    """The verified claims of the request's bearer token (401/403 otherwise).
+
+    Unlike ``authenticate`` nothing is kept on the request nor set on the current
+    span: for a handler that holds its request long and keeps the claims itself.
+    """
+    verifier = request.app[VERIFIER_KEY]
+    return verifier.verify(bearer_token(request.headers.get("Authorization")))
 
 
 def authenticate(request: web.Request) -> Claims:
@@ -113,7 +140,11 @@ def base_app(
 ) -> web.Application:
     """An application with the shared middlewares and health and metrics routes."""
     app = web.Application(
-        middlewares=[error_middleware, span_middleware, *(middlewares or [])],
+        middlewares=[
+            _steps_aside(error_middleware),
+            _steps_aside(span_middleware),
+            *(middlewares or []),
+        ],
         client_max_size=client_max_size,
     )
     app[VERIFIER_KEY] = verifier

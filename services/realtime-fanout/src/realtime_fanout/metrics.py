@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -49,6 +50,19 @@ REJECTION_REASONS = {
 
 ACTIVE_WINDOW_S = 300.0
 
+_POLL_DURATION_BY_OUTCOME = {
+    outcome: POLL_DURATION.labels(outcome=outcome)
+    for outcome in ("events", "timeout", "resync")
+}
+"""The series of the answered outcomes, looked up once rather than per poll."""
+
+
+class Timestamped(Protocol):
+    """An answered event: when it happened (epoch seconds)."""
+
+    @property
+    def timestamp(self) -> float: ...
+
 
 @dataclass
 class FanoutStats:
@@ -85,15 +99,19 @@ class FanoutStats:
         org_id: int,
         outcome: str,
         duration_s: float,
-        event_timestamps: list[float],
+        events: Sequence[Timestamped],
     ) -> None:
         """Count one answered poll and the events it delivered."""
-        now = time.time()
         self.org_activity[org_id] = time.monotonic()
-        self.delivered_total += len(event_timestamps)
-        POLL_DURATION.labels(outcome=outcome).observe(duration_s)
-        for timestamp in event_timestamps:
-            DELIVERY_LATENCY.observe(max(now - timestamp, 0.0))
+        duration = _POLL_DURATION_BY_OUTCOME.get(outcome)
+        if duration is None:
+            duration = POLL_DURATION.labels(outcome=outcome)
+        duration.observe(duration_s)
+        if events:
+            now = time.time()
+            self.delivered_total += len(events)
+            for event in events:
+                DELIVERY_LATENCY.observe(max(now - event.timestamp, 0.0))
 
     def forget_inactive(self) -> None:
         """Drop org activity older than the active window (part of the sweep)."""

@@ -61,7 +61,7 @@ class UnknownOrg(Exception):
 class Answer:
     """What one poll is answered: events, the next cursor, and whether to resync."""
 
-    __slots__ = ("_body", "events", "last_event_id", "resync")
+    __slots__ = ("_body", "events", "last_event_id", "resync", "traced")
 
     def __init__(
         self,
@@ -72,6 +72,8 @@ class Answer:
         self.events = tuple(events)
         self.last_event_id = last_event_id
         self.resync = resync
+        self.traced = any(event.trace_context is not None for event in self.events)
+        """True when an event of the answer was written inside a trace."""
         self._body: bytes | None = None
 
     def body(self) -> bytes:
