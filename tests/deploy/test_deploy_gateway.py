@@ -9,14 +9,19 @@ with their own name, so a test sees which shard set a poll reached.
 from __future__ import annotations
 
 import http.server
+import json
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from checkin_events import shard_for
 
 from tests.deploy.gateway_runner import MISSING_REASON, gateway_missing, running_gateway
+from tests.support.processes import free_port
 from tests.support.tokens import token
 
 UPSTREAMS = (
@@ -118,3 +123,52 @@ def test_gateway_routes_the_other_paths_to_their_service(
     body, _ = _get(gateway + path, f"Bearer {token(12)}")
 
     assert body == f"{upstream} {path}"
+
+
+def _error_of(request: urllib.request.Request) -> tuple[int, dict[str, str], Any]:
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, dict(answer.headers), json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), json.loads(error.read())
+
+
+def test_a_body_above_the_gateways_cap_is_a_json_413(gateway: str) -> None:
+    request = urllib.request.Request(
+        gateway + "/v1/guest-checkins/1/documents",
+        data=b"x" * (13 * 1024 * 1024),
+        method="POST",
+        headers={"Content-Type": "application/octet-stream"},
+    )
+
+    status, headers, body = _error_of(request)
+
+    assert status == 413
+    assert headers["Content-Type"].startswith("application/json")
+    assert body["error"] == "payload_too_large"
+
+
+def test_a_missing_page_is_a_json_404(gateway: str) -> None:
+    status, headers, body = _error_of(urllib.request.Request(gateway + "/nope"))
+
+    assert status == 404
+    assert headers["Content-Type"].startswith("application/json")
+    assert body["error"] == "not_found"
+
+
+def test_a_service_that_does_not_answer_is_a_json_503_with_retry_after(
+    tmp_path: Path,
+) -> None:
+    closed = {name: free_port() for name in UPSTREAMS}
+
+    with running_gateway(tmp_path, closed) as base:
+        answers = [
+            _error_of(urllib.request.Request(base + path))
+            for path in (SUBSCRIBE, "/v1/guest-checkins", "/telemetry/client")
+        ]
+
+    for status, headers, body in answers:
+        assert status == 503
+        assert headers["Content-Type"].startswith("application/json")
+        assert headers["Retry-After"] == "5"
+        assert body["error"] == "unavailable"

@@ -41,6 +41,10 @@ async def test_the_process_serves_local_logins_writes_events_and_stops_on_sigter
                 "/v1/dev/token", json={"orgId": org, "role": "ADMIN"}
             )
             token = (await login.json())["token"]
+            bad_login = await http.post(
+                "/v1/dev/token", json={"orgId": "one", "role": "ADMIN"}
+            )
+            bad_login_body = await bad_login.json()
             headers = {"Authorization": f"Bearer {token}"}
             created = await http.post(
                 "/v1/guest-checkins",
@@ -57,6 +61,8 @@ async def test_the_process_serves_local_logins_writes_events_and_stops_on_sigter
         stopped_in = time.monotonic() - started
 
     assert login.status == 200
+    assert bad_login.status == 422
+    assert [p["field"] for p in bad_login_body["detail"]] == ["orgId"]
     assert created.status == 201
     assert [(event.seq, event.entity_id) for event in events] == [(1, record["id"])]
     assert ready.status == 200

@@ -189,6 +189,9 @@ class EventConsumer:
 
     def _on_close(self, *_: object) -> None:
         self._attached = False
+        if not self._started:  # closed by ``stop``: nothing was lost
+            logger.debug("consumer closed exchange=%s", self._exchange_name)
+            return
         logger.warning("consumer connection lost exchange=%s", self._exchange_name)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:

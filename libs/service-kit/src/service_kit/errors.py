@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from pydantic import ValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,21 @@ def json_error(
         content_type="application/json",
         headers=headers,
     )
+
+
+def field_problems(exc: ValidationError) -> list[dict[str, str]]:
+    """The detail of a 422: one ``{field, reason}`` per problem, the field dotted.
+
+    Field names are the wire's (the models' aliases), list positions are numbers
+    (``events.0.type``); a problem of the whole body is named ``body``.
+    """
+    return [
+        {
+            "field": ".".join(str(part) for part in error["loc"]) or "body",
+            "reason": error["msg"],
+        }
+        for error in exc.errors(include_url=False, include_context=False)
+    ]
 
 
 _REASONS = {

@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from service_kit.errors import field_problems
 
 logger = logging.getLogger(__name__)
 
@@ -218,16 +219,7 @@ def parse_input(model: type[InputT], raw: bytes) -> InputT:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        raise InvalidInput(describe_problems(exc)) from exc
-
-
-def describe_problems(exc: ValidationError) -> list[dict[str, str]]:
-    """Field-level reasons of a validation error, with the wire (camelCase) names."""
-    problems = []
-    for error in exc.errors(include_url=False, include_context=False):
-        field = ".".join(str(part) for part in error["loc"]) or "body"
-        problems.append({"field": field, "reason": error["msg"]})
-    return problems
+        raise InvalidInput(field_problems(exc)) from exc
 
 
 def check_dates(check_in_date: date, expected_checkout_date: date) -> None:

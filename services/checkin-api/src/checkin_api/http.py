@@ -18,7 +18,7 @@ from aiohttp.http_exceptions import BadHttpMessage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 from service_kit.auth import AuthSettings, Claims, mint_token
-from service_kit.errors import ApiError, Handler
+from service_kit.errors import ApiError, Handler, field_problems
 from service_kit.web import authenticate
 
 from checkin_api.domain import (
@@ -37,7 +37,6 @@ from checkin_api.domain import (
     InvalidInput,
     Scope,
     UnsupportedDocument,
-    describe_problems,
     detect_content_type,
     parse_input,
 )
@@ -385,7 +384,7 @@ async def dev_token(request: web.Request) -> web.Response:
     try:
         wanted = DevTokenRequest.model_validate_json(raw)
     except ValidationError as exc:
-        raise InvalidInput(describe_problems(exc)) from exc
+        raise InvalidInput(field_problems(exc)) from exc
     token = mint_token(
         request.app[AUTH_SETTINGS_KEY],
         org_id=wanted.org_id,

@@ -57,11 +57,14 @@ def _optional_int(request: web.Request, name: str, minimum: int) -> int | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return None
+    kind = "a positive" if minimum > 0 else "a non-negative"
     if not raw.isascii() or not raw.isdigit() or len(raw) > 16:
-        raise ApiError(400, "bad_request", f"{name} must be a non-negative integer")
+        raise ApiError(400, "bad_request", f"{name} must be {kind} integer")
     value = int(raw)
     if not minimum <= value <= MAX_CURSOR:
-        raise ApiError(400, "bad_request", f"{name} is out of range")
+        raise ApiError(
+            400, "bad_request", f"{name} must be {kind} integer up to {MAX_CURSOR}"
+        )
     return value
 
 

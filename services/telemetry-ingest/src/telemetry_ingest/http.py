@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 from service_kit.auth import Claims, Forbidden, InvalidToken
-from service_kit.errors import ApiError, Handler
+from service_kit.errors import ApiError, Handler, field_problems
 from service_kit.web import VERIFIER_KEY, authenticate
 
 from telemetry_ingest.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED
@@ -82,7 +82,7 @@ async def _read_json(request: web.Request, max_bytes: int) -> Any:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise _refuse(
-            "malformed_json", ApiError(400, "bad_request", f"malformed JSON: {exc}")
+            "malformed_json", ApiError(400, "malformed_json", f"malformed JSON: {exc}")
         ) from None
 
 
@@ -107,8 +107,8 @@ def _validate(payload: Any, settings: TelemetrySettings) -> TelemetryBatch:
                 "validation_failed",
                 [
                     {
-                        "loc": ["events"],
-                        "msg": f"at most {settings.max_events_per_batch} events",
+                        "field": "events",
+                        "reason": f"at most {settings.max_events_per_batch} events",
                     }
                 ],
             ),
@@ -117,10 +117,7 @@ def _validate(payload: Any, settings: TelemetrySettings) -> TelemetryBatch:
     try:
         batch = TelemetryBatch.model_validate(payload)
     except ValidationError as exc:
-        reasons = [
-            {"loc": list(error["loc"]), "msg": error["msg"]}
-            for error in exc.errors(include_url=False, include_input=False)
-        ]
+        reasons = field_problems(exc)
         count = len(events) if isinstance(events, list) else 1
         raise _refuse(
             "invalid", ApiError(422, "validation_failed", reasons), count

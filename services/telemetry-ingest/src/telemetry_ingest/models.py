@@ -81,13 +81,13 @@ class TelemetryBatch(BaseModel):
 
 def timestamp_problems(
     batch: TelemetryBatch, now: datetime, max_age: timedelta, max_ahead: timedelta
-) -> list[dict[str, object]]:
+) -> list[dict[str, str]]:
     """Events whose ``ts`` is older than retention or too far in the future.
 
     Such events would be deleted at once or skew every summary, so the batch that
     carries them is refused as a whole, with one reason per event.
     """
-    problems: list[dict[str, object]] = []
+    problems: list[dict[str, str]] = []
     for index, event in enumerate(batch.events):
         if event.ts < now - max_age:
             reason = "older than the retention period"
@@ -95,7 +95,7 @@ def timestamp_problems(
             reason = "too far in the future"
         else:
             continue
-        problems.append({"loc": ["events", index, "ts"], "msg": reason})
+        problems.append({"field": f"events.{index}.ts", "reason": reason})
     return problems
 
 
