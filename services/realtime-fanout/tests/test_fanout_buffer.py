@@ -1,3 +1,5 @@
+"""The per-org buffer: order, floor and head, duplicates, holes, trimming, eviction."""
+
 from collections.abc import Callable
 
 from checkin_events import GuestEvent

@@ -1,3 +1,5 @@
+"""The long-poll over HTTP, in process: answers, holds, filters, cursors, caps, logs."""
+
 import asyncio
 import logging
 import re
@@ -140,6 +142,24 @@ async def test_a_restarted_fanout_resyncs_a_cursor_older_than_the_api_position(
     status, body, took = await poll(client, A_ADMIN, lastEventId=7)
     assert (status, body["resync"], body["lastEventId"]) == (200, True, "9")
     assert took < 0.5
+
+
+async def test_a_poll_racing_an_unseen_orgs_next_event_gets_it_not_resync(
+    fanout: Any, positions: Any, event: Event
+) -> None:
+    # The API has committed seq 8 and says so; its event is still on its way from
+    # the broker when the first poll of the org since the fanout started arrives.
+    client = await fanout()
+    positions.positions[1] = 8
+
+    async def consumed_late() -> None:
+        await asyncio.sleep(0.05)
+        hub_of(client).publish(event(8))
+
+    late = asyncio.create_task(consumed_late())
+    status, body, _ = await poll(client, A_ADMIN, lastEventId=7)
+    await late
+    assert (status, seqs(body), body["resync"]) == (200, [8], False)
 
 
 async def test_a_poll_without_cursor_after_an_empty_hold_carries_a_usable_cursor(

@@ -1,3 +1,6 @@
+"""Waiters and the hub: judging cursors, waking polls, sharing answers, draining."""
+
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -292,3 +295,16 @@ async def test_the_sweep_ends_only_the_holds_that_are_due_in_deadline_order(
     assert not late.future.done()
     assert hub.waiter_count(1) == 1
     assert hub.hold_ended(early).last_event_id == 0
+
+
+async def test_waiting_for_an_unseen_orgs_first_event_ends_with_it_or_leaves_nothing(
+    hub: Hub, event: Event
+) -> None:
+    waiting = asyncio.create_task(hub.first_event(1, timeout_s=5.0))
+    await asyncio.sleep(0)
+    hub.publish(event(4))
+    await asyncio.wait_for(waiting, timeout=1.0)
+
+    await hub.first_event(2, timeout_s=0.01)  # nothing comes: it just returns
+    assert hub.is_known(1) and not hub.is_known(2)
+    assert hub._awaiting_first == {}

@@ -1,0 +1,1 @@
+"""The browser scenarios in Chromium (Playwright) through the gateway."""

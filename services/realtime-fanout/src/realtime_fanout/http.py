@@ -155,6 +155,13 @@ async def _judge(
         except PositionUnavailable:
             hub.stats.resync("position_unavailable")
             return Answer([], cursor or 0, resync=True)
+        if cursor is not None and cursor < position:
+            # The events after the cursor may have been written a moment ago and
+            # still be on their way from the broker: the first one to arrive makes
+            # the org known from there. Otherwise the cursor is judged against the
+            # position (resync) once the catch-up time has passed.
+            catch_up_s = request.app[SETTINGS_KEY].position_catch_up_s
+            await hub.first_event(org_id, catch_up_s)
         hub.learn_position(org_id, position)
     try:
         judged = hub.poll(org_id, cursor, properties)

@@ -39,6 +39,7 @@ class FanoutSettings(BaseSettings):
     shards: list[int] | None = None
     checkin_api_url: str = "http://127.0.0.1:8081"
     position_timeout_s: Annotated[float, Field(gt=0)] = 2.0
+    position_catch_up_s: Annotated[float, Field(ge=0)] = 0.25
     realtime_wait_s: Annotated[float, Field(gt=0, le=300)] = 25.0
     buffer_max_events: Annotated[int, Field(ge=1)] = 200
     buffer_ttl_s: Annotated[float, Field(gt=0)] = 25.0

@@ -182,6 +182,7 @@ class Hub:
         self.waiters: dict[int, OrgWaiters] = {}
         self.shutting_down = False
         self._holds: list[Waiter] = []
+        self._awaiting_first: dict[int, list[asyncio.Future[None]]] = {}
 
     def is_known(self, org_id: int) -> bool:
         """True when the fanout knows where the org's events stand."""
@@ -190,6 +191,26 @@ class Hub:
     def learn_position(self, org_id: int, position: int) -> None:
         """Set an unknown org's floor and head to the position the API reported."""
         self.buffers.learn_position(org_id, position)
+
+    async def first_event(self, org_id: int, timeout_s: float) -> None:
+        """Wait, at most ``timeout_s``, until the fanout has seen an event of the org.
+
+        Returns at once for a known org. Woken by ``publish``, not by polling.
+        """
+        if self.is_known(org_id):
+            return
+        seen = asyncio.get_running_loop().create_future()
+        awaiting = self._awaiting_first.setdefault(org_id, [])
+        awaiting.append(seen)
+        try:
+            await asyncio.wait_for(asyncio.shield(seen), timeout_s)
+        except TimeoutError:
+            pass
+        finally:
+            if not seen.done():
+                awaiting.remove(seen)
+                if not awaiting:
+                    self._awaiting_first.pop(org_id, None)
 
     def head(self, org_id: int) -> int | None:
         """The org's head, or ``None`` when it is unknown."""
@@ -306,6 +327,9 @@ class Hub:
             )
             return insertion
         self.stats.event_published(event.org_id)
+        if self._awaiting_first:
+            for seen in self._awaiting_first.pop(event.org_id, ()):
+                seen.set_result(None)
         if insertion.appended:
             self._wake(buffer, insertion.appended)
         return insertion
