@@ -199,6 +199,35 @@ async def test_an_empty_hold_ends_with_200_through_the_gateway(
     assert time.monotonic() - started >= HOLD_S * 0.9
 
 
+async def test_a_hundred_consecutive_empty_holds_end_with_200_through_the_gateway(
+    gateway: str, http: aiohttp.ClientSession
+) -> None:
+    # Ten clients, ten holds each, one after another on kept-alive connections: the
+    # gateway's timeouts outlast the hold and a re-used upstream connection never
+    # turns into a 502 or 504.
+    org = _org_in(SHARD_SETS[0])
+
+    async def consecutive_holds() -> list[tuple[int, list[Any], float]]:
+        outcomes = []
+        cursor = "0"
+        for _ in range(10):
+            started = time.monotonic()
+            async with http.get(
+                gateway + SUBSCRIBE, params={"lastEventId": cursor}, headers=bearer(org)
+            ) as answer:
+                body = await answer.json()
+            outcomes.append((answer.status, body["events"], time.monotonic() - started))
+            cursor = body["lastEventId"]
+        return outcomes
+
+    clients = await asyncio.gather(*(consecutive_holds() for _ in range(10)))
+
+    outcomes = [outcome for client in clients for outcome in client]
+    assert len(outcomes) == 100
+    assert {(status, len(events)) for status, events, _ in outcomes} == {(200, 0)}
+    assert min(took for _, _, took in outcomes) >= HOLD_S * 0.9
+
+
 async def test_telemetry_reaches_the_service_on_the_same_origin(
     gateway: str, http: aiohttp.ClientSession
 ) -> None:
