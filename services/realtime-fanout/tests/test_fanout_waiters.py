@@ -308,3 +308,37 @@ async def test_waiting_for_an_unseen_orgs_first_event_ends_with_it_or_leaves_not
     await hub.first_event(2, timeout_s=0.01)  # nothing comes: it just returns
     assert hub.is_known(1) and not hub.is_known(2)
     assert hub._awaiting_first == {}
+
+
+async def test_a_hold_ending_in_the_sweep_that_loses_a_hole_keeps_the_cursor_before_it(
+    hub: Hub, event: Event, clock: Any
+) -> None:
+    hub.publish(event(1))
+    held = waiter(hub.poll(1, 1, None))
+    hub.hold(held, deadline=clock.now)
+    hub.publish(event(3))
+    hub.publish(event(4))  # seq 2 never comes
+    clock.advance(2.0)
+
+    hub.end_holds(clock.now)
+    hub.sweep()  # the same sweep declares the hole lost: floor and head jump to 4
+    ended = hub.hold_ended(held)
+
+    assert (ended.events, ended.last_event_id, ended.resync) == ((), 1, False)
+    next_poll = answer_now(hub.poll(1, ended.last_event_id, None))
+    assert next_poll.resync, "seq 2 was lost: the client must refetch, not skip it"
+
+
+async def test_a_hold_ended_before_an_event_is_consumed_does_not_skip_that_event(
+    hub: Hub, event: Event, clock: Any
+) -> None:
+    hub.publish(event(1))
+    held = waiter(hub.poll(1, 1, None))
+    hub.hold(held, deadline=clock.now)
+
+    hub.end_holds(clock.now)
+    hub.publish(event(2))  # consumed before the poll's handler resumes
+    ended = hub.hold_ended(held)
+
+    assert ended.last_event_id == 1
+    assert seqs(answer_now(hub.poll(1, ended.last_event_id, None))) == [2]

@@ -99,7 +99,8 @@ class Waiter:
     """One held poll: its org, cursor and filter, and the future that answers it.
 
     The future's result is the answer, or ``None`` when the hold ended (``deadline``,
-    monotonic seconds) before a visible event.
+    monotonic seconds) before a visible event; ``ended_at`` is then the cursor the
+    poll is answered with, fixed when the hold ended.
     """
 
     org_id: int
@@ -107,6 +108,7 @@ class Waiter:
     properties: PropertyFilter
     future: asyncio.Future[Answer | None]
     deadline: float = math.inf
+    ended_at: int | None = None
 
     def __lt__(self, other: Waiter) -> bool:
         return self.deadline < other.deadline
@@ -297,17 +299,32 @@ class Hub:
             waiter = heapq.heappop(self._holds)
             if not waiter.future.done():
                 self.remove(waiter)
+                waiter.ended_at = self._passed(waiter)
                 waiter.future.set_result(None)
                 ended += 1
         return ended
 
     def hold_ended(self, waiter: Waiter) -> Answer:
-        """The answer of a waiter whose hold ended without a visible event."""
+        """The answer of a waiter whose hold ended without a visible event.
+
+        Its cursor is the one fixed when the hold ended: by the time the poll's
+        handler runs, a lost hole may have moved the buffer past events the poll
+        never saw, or a later event may have been consumed.
+        """
         self.remove(waiter)
         if waiter.future.done() and (answer := waiter.future.result()) is not None:
             return answer
+        ended_at = waiter.ended_at
+        return Answer([], self._passed(waiter) if ended_at is None else ended_at)
+
+    def _passed(self, waiter: Waiter) -> int:
+        """The cursor past the events a registered waiter may not see, up to head.
+
+        While a waiter is registered, every event in ``(cursor, head]`` is hidden from
+        it (a visible one would have answered it), so its cursor may move to head.
+        """
         head = self.head(waiter.org_id)
-        return Answer([], waiter.cursor if head is None else max(waiter.cursor, head))
+        return waiter.cursor if head is None else max(waiter.cursor, head)
 
     def publish(self, event: IncomingEvent | GuestEvent) -> Insertion:
         """Take one consumed event: buffer it and wake the waiters it completes.
