@@ -107,6 +107,38 @@ async def test_a_hole_that_never_fills_gives_resync_not_a_silent_skip(
     assert (status, body["resync"], body["lastEventId"]) == (200, True, "3")
 
 
+async def test_holds_ending_as_a_hole_is_lost_never_skip_it_without_resync(
+    fanout: Any,
+    infra: Infra,
+    exchange_name: str,
+    publisher: EventPublisher,
+    event: Event,
+) -> None:
+    # Sixty polls at the head, started over 0.6 s with a 1 s hold, so that their
+    # holds end in the sweeps around the one that declares the hole at seq 2 lost.
+    consuming = await consuming_fanout(
+        fanout, infra, exchange_name, realtime_wait_s=1.0, max_waiters_per_org=100
+    )
+    await publisher.publish(event(1))
+    await poll_until(
+        lambda: asyncio.sleep(0, hub_of(consuming).head(1) == 1), "event 1 consumed"
+    )
+
+    async def poll_later(delay_s: float) -> tuple[int, Any]:
+        await asyncio.sleep(delay_s)
+        return await poll(consuming, lastEventId=1)
+
+    polls = [asyncio.create_task(poll_later(i * 0.01)) for i in range(60)]
+    await asyncio.sleep(0.75)  # the hole is lost (0.3 s grace) as the holds end
+    await publisher.publish(event(3))  # seq 2 never comes
+    await publisher.publish(event(4))
+    answers = [body for _, body in await asyncio.gather(*polls)]
+
+    outcomes = {(body["lastEventId"], body["resync"]) for body in answers}
+    assert outcomes <= {("1", False), ("4", True)}, outcomes
+    assert all(body["events"] == [] for body in answers)
+
+
 def _broker_connection_pid(name: str) -> str | None:
     listing = subprocess.run(
         ["rabbitmqctl", "-q", "list_connections", "pid", "client_properties"],
