@@ -84,6 +84,14 @@ async def ride_out_outage(
 
     await poll_until(fanout_ready, "fanout consuming again", 30.0)
     await poll_until(lambda: _none_pending(stack.database_url), "outbox drained", 30.0)
+
+    # The two creates come once the client has caught up with the outage (by its
+    # events or a resync) and waits again, as a browser would be by then.
+    async def caught_up() -> bool:
+        return follower.cursor >= 1 + WRITES_DURING_OUTAGE
+
+    await poll_until(caught_up, "the follower past the outage's writes", 10.0)
+    await staff.until_waiting(1)
     for property_id in (11, 12):
         await staff.create(property_id)
     last = await staff.list_position()
