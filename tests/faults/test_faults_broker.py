@@ -19,10 +19,10 @@ import time
 from collections.abc import AsyncIterator
 
 import aiohttp
-import asyncpg
 import pytest
 
 from tests.faults.conftest import Stack
+from tests.support.outbox import none_unpublished
 from tests.support.polling import poll_until
 from tests.support.processes import ServiceProcess
 from tests.support.realtime import Follower, Staff
@@ -35,18 +35,6 @@ WRITES_DURING_OUTAGE = 5
 async def status_of(http: aiohttp.ClientSession, url: str) -> int:
     async with http.get(url) as answer:
         return answer.status
-
-
-async def unpublished(database_url: str) -> int:
-    connection = await asyncpg.connect(database_url)
-    try:
-        return int(
-            await connection.fetchval(
-                "SELECT count(*) FROM outbox WHERE published_at IS NULL"
-            )
-        )
-    finally:
-        await connection.close()
 
 
 async def timed_create(staff: Staff, property_id: int) -> float:
@@ -83,7 +71,9 @@ async def ride_out_outage(
         return await status_of(http, fanout.url + "/readyz") == 200
 
     await poll_until(fanout_ready, "fanout consuming again", 30.0)
-    await poll_until(lambda: _none_pending(stack.database_url), "outbox drained", 30.0)
+    await poll_until(
+        lambda: none_unpublished(stack.database_url), "outbox drained", 30.0
+    )
 
     # The two creates come once the client has caught up with the outage (by its
     # events or a resync) and waits again, as a browser would be by then.
@@ -111,10 +101,6 @@ async def ride_out_outage(
     assert set(follower.seqs()) >= {last - 1, last}, follower.seqs()
     assert api.process is not None and api.process.poll() is None
     assert fanout.process is not None and fanout.process.poll() is None
-
-
-async def _none_pending(database_url: str) -> bool:
-    return await unpublished(database_url) == 0
 
 
 async def test_writes_during_a_broker_cut_succeed_and_reach_pollers_once_or_resync(

@@ -25,12 +25,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-import asyncpg
 import pytest
 from checkin_events import EventConsumer, GuestEvent
 
 from tests.faults.conftest import Stack
 from tests.support.guests import guest
+from tests.support.outbox import none_unpublished, unpublished
 from tests.support.polling import poll_until
 from tests.support.processes import ServiceProcess
 from tests.support.realtime import CHECKINS, SUBSCRIBE, Staff
@@ -162,7 +162,7 @@ async def test_the_api_starts_without_the_database_and_migrates_when_it_answers(
     assert status == 200, body
     assert [item["id"] for item in body["items"]] == [1] and body["position"] == 1
     await poll_until(
-        lambda: _none_unpublished(stack.database_url), "the relay published the write"
+        lambda: none_unpublished(stack.database_url), "the relay published the write"
     )
     assert_rode_it_out(api, "database")
 
@@ -204,7 +204,7 @@ async def test_the_api_starts_without_the_broker_and_publishes_when_it_answers(
         started = time.monotonic()
         await staff.create(property_id)
         assert time.monotonic() - started < 2.0
-    assert await _unpublished(stack.database_url) == 3
+    assert await unpublished(stack.database_url) == 3
 
     await broker.start()
 
@@ -216,7 +216,7 @@ async def test_the_api_starts_without_the_broker_and_publishes_when_it_answers(
     assert seqs == [1, 2, 3]
     # The broker confirms (and the consumer sees) a batch before the relay marks it.
     await poll_until(
-        lambda: _none_unpublished(stack.database_url), "the relay marked the writes"
+        lambda: none_unpublished(stack.database_url), "the relay marked the writes"
     )
     assert api.process is not None and api.process.poll() is None
 
@@ -281,19 +281,3 @@ async def test_telemetry_starts_without_the_database_and_stores_once_it_answers(
 
 async def _logged(process: ServiceProcess, text: str) -> bool:
     return text in process.logs()
-
-
-async def _unpublished(database_url: str) -> int:
-    connection = await asyncpg.connect(database_url)
-    try:
-        return int(
-            await connection.fetchval(
-                "SELECT count(*) FROM outbox WHERE published_at IS NULL"
-            )
-        )
-    finally:
-        await connection.close()
-
-
-async def _none_unpublished(database_url: str) -> bool:
-    return await _unpublished(database_url) == 0

@@ -21,7 +21,7 @@ def _url() -> str:
     configured = context.config.get_main_option("sqlalchemy.url")
     if configured:
         return configured
-    from checkin_api.migrate import psycopg_url
+    from service_kit.database import psycopg_url
 
     return psycopg_url(os.environ["DATABASE_URL"])
 

@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 from checkin_api.app import RELAY_KEY
@@ -15,6 +14,7 @@ from checkin_api.settings import ApiSettings
 from checkin_events import EventPublisher, GuestEvent, PublishFailed
 
 from tests.support.infra import Infra
+from tests.support.outbox import unpublished
 from tests.support.polling import poll_until
 from tests.support.tcp_proxy import proxy_to, through
 from tests.support.tokens import bearer
@@ -27,18 +27,6 @@ async def create(api: Client, org: int, body: dict[str, Any]) -> dict[str, Any]:
     answer = await api.post("/v1/guest-checkins", json=body, headers=bearer(org))
     assert answer.status == 201, await answer.text()
     return dict(await answer.json())
-
-
-async def unpublished(database_url: str) -> int:
-    connection = await asyncpg.connect(database_url)
-    try:
-        return int(
-            await connection.fetchval(
-                "SELECT count(*) FROM outbox WHERE published_at IS NULL"
-            )
-        )
-    finally:
-        await connection.close()
 
 
 async def metric(api: Client, name: str) -> float:
