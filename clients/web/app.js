@@ -127,6 +127,27 @@ function button(
   return element;
 }
 
+/** The newest list not drawn yet; `null` when the table is up to date. */
+/** @type {import("./src/store.js").GuestCheckIn[] | null} */
+let undrawn = null;
+
+/**
+ * Draw the list once for all the changes of one task: an answer with many events
+ * calls `onChange` once per event, and redrawing the whole table each time would
+ * block the tab (and its part in leader election) for seconds during a burst.
+ * @param {import("./src/store.js").GuestCheckIn[]} items
+ */
+function scheduleRender(items) {
+  const scheduled = undrawn !== null;
+  undrawn = items;
+  if (scheduled) return;
+  setTimeout(() => {
+    const latest = undrawn;
+    undrawn = null;
+    if (latest) render(latest);
+  }, 0);
+}
+
 function render(/** @type {import("./src/store.js").GuestCheckIn[]} */ items) {
   const rows = items.map((guest) => {
     const row = document.createElement("tr");
@@ -287,7 +308,7 @@ function startClient() {
       ? Number(params.get("telemetry"))
       : undefined,
     forceStorageChannel: params.get("channel") === "storage",
-    onChange: render,
+    onChange: scheduleRender,
     onStatus: renderStatus,
     onSignedOut: (reason) => {
       client = null;
@@ -295,6 +316,7 @@ function startClient() {
         reason === "logout"
           ? "You signed out in this or another tab."
           : "Your session expired. Sign in again to continue.";
+      undrawn = null;
       $("guest-rows").replaceChildren();
       show("signed-out");
     },

@@ -110,6 +110,7 @@ export function createGuestCheckInRealtime(options) {
       return store.position;
     },
     mayPoll: () => !stopped && elector.stillLeads(),
+    confirmPoll: async () => !stopped && (await elector.confirmLeads()),
     onAnswer: (answer) => {
       // Relay first: the followers' refetch debounce starts as early as ours.
       channel.post({ type: "events", epoch, answer });

@@ -14,9 +14,11 @@ import {
   BEAT_MS,
   CHECK_MS,
   STALE_AFTER_MS,
+  afterQueuedTasks,
   leaderRecord,
   listenerBag,
   pageVisible,
+  stallDetector,
 } from "./leader.js";
 
 const SETTLE_MS = 150;
@@ -42,10 +44,13 @@ export function createLeaseElector(options) {
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   let tickTimer;
   let lastBeat = 0;
+  const ticks = stallDetector(Math.min(checkMs, beatMs) + 100);
 
   function tick() {
     if (stopped) return;
-    if (!frozen) step();
+    // After a stall the lease may not show the beats the leader did make: wait for
+    // the next tick, by when other tabs' writes have arrived.
+    if (!ticks.stalled() && !frozen) step();
     // Jitter keeps the followers from re-checking in lockstep after a handover.
     tickTimer = setTimeout(tick, Math.min(checkMs, beatMs) + Math.random() * 100);
   }
@@ -131,6 +136,10 @@ export function createLeaseElector(options) {
     },
     isLeader: () => leading,
     stillLeads: () => leading && record.names(tabId, epoch),
+    async confirmLeads() {
+      await afterQueuedTasks();
+      return leading && record.names(tabId, epoch);
+    },
     leader: () => record.read(),
   };
 }

@@ -13,9 +13,11 @@ import {
   BEAT_MS,
   CHECK_MS,
   STALE_AFTER_MS,
+  afterQueuedTasks,
   leaderRecord,
   listenerBag,
   pageVisible,
+  stallDetector,
 } from "./leader.js";
 
 /**
@@ -45,6 +47,10 @@ export function createLockElector(options) {
   let beatTimer;
   /** @type {ReturnType<typeof setInterval> | undefined} */
   let checkTimer;
+  /** The browser's id of this tab as a lock holder, learnt once it holds the lock. */
+  /** @type {string | undefined} */
+  let holderId;
+  const checks = stallDetector(checkMs);
 
   /** @param {boolean} steal */
   function request(steal) {
@@ -77,6 +83,15 @@ export function createLockElector(options) {
     epoch = record.claim(tabId);
     leading = true;
     beatTimer = setInterval(beat, beatMs);
+    holderId = undefined;
+    const claimed = epoch;
+    navigator.locks.query().then(
+      ({ held = [] }) => {
+        if (leading && epoch === claimed)
+          holderId = held.find((lock) => lock.name === lockName)?.clientId;
+      },
+      () => undefined,
+    );
     const latencyMs = previous ? Math.max(0, Date.now() - previous.beatAt) : 0;
     onLead(epoch, { takeover, latencyMs, strategy: "web-locks" });
     return new Promise((resolve) => {
@@ -114,7 +129,8 @@ export function createLockElector(options) {
   }
 
   function check() {
-    if (stopped || frozen || leading) return;
+    // After a stall the record may not show the beats the leader did make.
+    if (checks.stalled() || stopped || frozen || leading) return;
     const current = record.read();
     if (!current) return;
     // A released record normally means the lock queue is handing over right now; if
@@ -159,6 +175,22 @@ export function createLockElector(options) {
     },
     isLeader: () => leading,
     stillLeads: () => leading && record.names(tabId, epoch),
+    async confirmLeads() {
+      await afterQueuedTasks();
+      if (!leading || !record.names(tabId, epoch)) return false;
+      if (holderId === undefined) return true;
+      // The browser's lock manager is the one authority no stall can make stale: a
+      // steal completed there while this tab was blocked shows here at once.
+      try {
+        const { held = [] } = await navigator.locks.query();
+        const holder = held.find((lock) => lock.name === lockName);
+        if (holder?.clientId === holderId) return leading;
+        stepDown("replaced"); // the steal's own notice is still on its way
+        return false;
+      } catch {
+        return leading;
+      }
+    },
     leader: () => record.read(),
   };
 }

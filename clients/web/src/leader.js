@@ -29,8 +29,12 @@ import { createLeaseElector } from "./leader-lease.js";
  * @typedef {{
  *   strategy: "web-locks" | "local-storage-lease",
  *   start(): void, stop(): void,
- *   isLeader(): boolean, stillLeads(): boolean, leader(): LeaderRecord | null,
+ *   isLeader(): boolean, stillLeads(): boolean, confirmLeads(): Promise<boolean>,
+ *   leader(): LeaderRecord | null,
  * }} Elector
+ *   `stillLeads` is the synchronous check of this tab's own copy of the record;
+ *   `confirmLeads`, asked before each poll, first lets what other tabs wrote meanwhile
+ *   arrive (and, with Web Locks, asks the browser who holds the lock).
  */
 
 /** How often a leader proves it is alive, and when a silent one counts as gone. */
@@ -53,6 +57,32 @@ export function hasWebLocks() {
 export function createLeaderElector(options) {
   if (hasWebLocks() && !options.forceLease) return createLockElector(options);
   return createLeaseElector(options);
+}
+
+/**
+ * Tells whether this tab's own timers ran late, i.e. its main thread was blocked.
+ *
+ * Other tabs' localStorage writes reach a tab as queued tasks: right after a long
+ * task, its copy of the leader record can be seconds old, and a beat that did happen
+ * looks missing. A tab that just woke from such a stall decides nothing on that copy.
+ * @param {number} everyMs how often the caller means to run
+ */
+export function stallDetector(everyMs) {
+  let lastAt = performance.now();
+  return {
+    /** Call once per run; true when this run came much later than planned. */
+    stalled() {
+      const now = performance.now();
+      const late = now - lastAt > everyMs * 3 + 200;
+      lastAt = now;
+      return late;
+    },
+  };
+}
+
+/** Let the tasks queued before this one run (storage updates from other tabs). */
+export function afterQueuedTasks() {
+  return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
 /** True when the page is on screen; a hidden leader hands over to a visible tab. */

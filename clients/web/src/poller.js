@@ -30,6 +30,7 @@ export const BACKOFF_CAP_MS = 60_000;
  *   getToken: (options: {refresh: boolean}) => Promise<string | null> | string | null,
  *   cursor: () => Promise<number>,
  *   mayPoll: () => boolean,
+ *   confirmPoll?: () => Promise<boolean>,
  *   onAnswer: (answer: PollAnswer) => Promise<void> | void,
  *   onState?: (state: PollState, detail?: Record<string, unknown>) => void,
  *   onUnauthorized?: () => void,
@@ -111,6 +112,9 @@ export function createPoller(options) {
       const token = await options.getToken({ refresh: false });
       if (!current() || !options.mayPoll()) return;
       if (!token) return stopUnauthorized();
+      // Asked just before each poll: a tab replaced while it was busy stops here.
+      if (options.confirmPoll && !(await options.confirmPoll())) return;
+      if (!current()) return;
 
       inFlight = new AbortController();
       const startedAt = performance.now();

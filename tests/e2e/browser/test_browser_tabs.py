@@ -12,6 +12,7 @@ import time
 from functools import partial
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import BrowserContext
 
 from tests.e2e.browser.conftest import Contexts, System
@@ -189,7 +190,7 @@ def _frozen_leader_is_replaced(
     thawed_at = time.monotonic()
     wait_until(lambda: leader.role() == "follower", "the old leader to follow", 5)
     follower.pump(3.5)
-    assert leader.subscribes_since(thawed_at + 0.5) == []
+    assert leader.subscribes_since(thawed_at) == [], "the replaced leader polled"
     second = create_guest(system.url, org, 1, "Guest After Thaw")
     wait_until(lambda: second in leader.guest_ids(), "the thawed tab to follow", 3)
     assert sorted(leader.guest_ids()) == sorted({guest, second})
@@ -215,3 +216,52 @@ def test_five_tabs_without_web_locks_keep_exactly_one_leader(
     since = time.monotonic()
     rest[0].pump(3.5)
     assert pollers_between(rest, since) == leaders(rest)
+
+
+# A long task on the page's main thread: the tab's timers, its storage updates from
+# other tabs and its lock notices all wait behind it (heavy rendering does this).
+STALL_S = 4.5
+STALL = (
+    f"setTimeout(() => {{ const end = performance.now() + {STALL_S * 1000:.0f}; "
+    "while (performance.now() < end) {} }, 0)"
+)
+
+
+@pytest.mark.parametrize("script", ["", NO_WEB_LOCKS], ids=["web-locks", "lease"])
+def test_a_follower_that_was_busy_does_not_depose_a_beating_leader(
+    contexts: Contexts, system: System, script: str
+) -> None:
+    _, _, tabs = open_tabs(contexts, system, 2, script)
+    wait_until(lambda: len(leaders(tabs)) == 1, "one leader")
+    [leader] = leaders(tabs)
+    [follower] = [tab for tab in tabs if tab is not leader]
+
+    stalled_at = time.monotonic()
+    follower.page.evaluate(STALL)
+    leader.pump(STALL_S + 2.5)  # the stall, then several of the follower's checks
+
+    assert (leader.role(), follower.role()) == ("leader", "follower")
+    assert follower.subscribes_since(stalled_at) == []
+
+
+def test_a_leader_replaced_while_busy_sends_no_poll_when_it_wakes(
+    contexts: Contexts, system: System
+) -> None:
+    _, org, tabs = open_tabs(contexts, system, 2, "")
+    wait_until(lambda: len(leaders(tabs)) == 1, "one leader")
+    [leader] = leaders(tabs)
+    [follower] = [tab for tab in tabs if tab is not leader]
+    wait_until(lambda: leader.subscribes, "the leader's poll")
+
+    stalled_at = time.monotonic()
+    leader.page.evaluate(STALL)
+    # Answers the busy leader's poll: the answer waits behind its long task.
+    first = create_guest(system.url, org, 1, "Guest While Busy")
+    wait_until(lambda: follower.role() == "leader", "the follower to take over", 6)
+    follower.pump(max(0.0, stalled_at + STALL_S + 3 - time.monotonic()))
+
+    assert leader.role() == "follower"
+    assert leader.subscribes_since(stalled_at) == [], "the replaced leader polled"
+    second = create_guest(system.url, org, 1, "Guest After Waking")
+    wait_until(lambda: second in leader.guest_ids(), "the woken tab to follow", 3)
+    assert sorted(leader.guest_ids()) == sorted({first, second})
