@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -39,6 +40,13 @@ class ApiError(Exception):
     def response(self) -> web.Response:
         """The JSON answer for this error."""
         return json_error(self.status, self.error, self.detail, self.headers)
+
+
+def unavailable(detail: str, retry_after_s: float) -> ApiError:
+    """A 503: a dependency is away for now; ``Retry-After`` (whole seconds, at least
+    one) says when to try again."""
+    retry_after = str(max(1, math.ceil(retry_after_s)))
+    return ApiError(503, "unavailable", detail, headers={"Retry-After": retry_after})
 
 
 def json_error(

@@ -18,7 +18,7 @@ from aiohttp.http_exceptions import BadHttpMessage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 from service_kit.auth import AuthSettings, Claims, mint_token
-from service_kit.errors import ApiError, Handler, field_problems
+from service_kit.errors import ApiError, Handler, field_problems, unavailable
 from service_kit.web import authenticate
 
 from checkin_api.domain import (
@@ -92,11 +92,9 @@ async def error_mapping(request: web.Request, handler: Handler) -> web.StreamRes
         status, error = _DOMAIN_STATUS.get(type(exc), (400, "bad_request"))
         raise ApiError(status, error, str(exc)) from exc
     except DatabaseNotReached as exc:
-        raise ApiError(
-            503,
-            "unavailable",
+        raise unavailable(
             "the database has not answered since the service started; try again",
-            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+            DATABASE_RETRY_AFTER_S,
         ) from exc
     except DATABASE_DOWN as exc:
         logger.warning(
@@ -105,11 +103,8 @@ async def error_mapping(request: web.Request, handler: Handler) -> web.StreamRes
             request.path,
             exc,
         )
-        raise ApiError(
-            503,
-            "unavailable",
-            "the database is not answering; try again",
-            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+        raise unavailable(
+            "the database is not answering; try again", DATABASE_RETRY_AFTER_S
         ) from exc
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 from service_kit.auth import Claims, Forbidden, InvalidToken
-from service_kit.errors import ApiError, Handler, field_problems
+from service_kit.errors import ApiError, Handler, field_problems, unavailable
 from service_kit.web import VERIFIER_KEY, authenticate
 
 from telemetry_ingest.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED
@@ -178,12 +178,7 @@ async def post_client_events(request: web.Request) -> web.Response:
     except WriterUnavailable as exc:
         raise _refuse(
             "unavailable",
-            ApiError(
-                503,
-                "unavailable",
-                exc.reason,
-                headers={"Retry-After": str(exc.retry_after_s)},
-            ),
+            unavailable(exc.reason, exc.retry_after_s),
             len(rows),
         ) from None
     for row in rows:
@@ -224,19 +219,14 @@ async def get_summary(request: web.Request) -> web.Response:
             request.app[STORE_KEY], claims.org_id, since
         )
     except DatabaseNotReached as exc:
-        raise ApiError(
-            503,
-            "unavailable",
+        raise unavailable(
             "the database has not answered since the service started; try again",
-            headers={"Retry-After": str(SUMMARY_RETRY_AFTER_S)},
+            SUMMARY_RETRY_AFTER_S,
         ) from exc
     except DATABASE_ERRORS as exc:
         logger.warning("summary failed error=%s", type(exc).__name__)
-        raise ApiError(
-            503,
-            "unavailable",
-            "the database is not answering; try again",
-            headers={"Retry-After": str(SUMMARY_RETRY_AFTER_S)},
+        raise unavailable(
+            "the database is not answering; try again", SUMMARY_RETRY_AFTER_S
         ) from exc
     return web.json_response(text=summary.model_dump_json())
 
